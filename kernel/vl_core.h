@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * virtio-loopback transport: shared definitions.
+ *
+ * One open file of /dev/virtio-loopback owns one struct vl_device. The
+ * device has three faces:
+ *   - to the virtio core, a virtio transport (vl_virtio.c): config ops,
+ *     virtqueues, and control messages answered by user space;
+ *   - to the DMA API, a device whose mappings live in a per-device window
+ *     of memory that user space can mmap (vl_window.c);
+ *   - to the back-end, doorbells: kick and call eventfds (vl_queue.c).
+ * vl_main.c is the character device: file operations and the uapi.
+ *
+ * Lifetime: struct vl_device is freed when the reference count of its
+ * embedded struct device (vl->dev) drops to zero. References are held by
+ * the open file, by the registered virtio device (vl->vdev, dropped in its
+ * release), and by each queued work item.
+ */
+#ifndef VL_CORE_H
+#define VL_CORE_H
+
+#include <linux/device.h>
+#include <linux/eventfd.h>
+#include <linux/mutex.h>
+#include <linux/poll.h>
+#include <linux/rwsem.h>
+#include <linux/spinlock.h>
+#include <linux/virtio.h>
+#include <linux/virtio_loopback.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+
+struct gen_pool;
+struct vring_desc;
+struct vring_avail;
+struct vring_used;
+
+/**
+ * struct vl_window - the DMA window of one device
+ *
+ * All memory a device's back-end can reach: vrings (coherent allocations)
+ * and bounce buffers (streaming mappings). IOVA = byte offset in the window;
+ * the first page is never allocated so that IOVA 0 stays invalid.
+ */
+struct vl_window {
+	struct kref ref;		/* device + window file */
+	void *vaddr;			/* vmalloc'ed, zeroed */
+	size_t size;
+	struct gen_pool *pool;		/* allocator of [PAGE_SIZE, size) */
+	/*
+	 * Bounce bookkeeping, one slot per allocation granule. orig[] holds the
+	 * physical address of the driver's buffer for the granule that starts
+	 * a streaming mapping; starts marks those granules. Written on map and
+	 * read on unmap/sync of the same mapping, which the DMA API orders.
+	 */
+	phys_addr_t *orig;
+	unsigned long *starts;
+	struct file *file;		/* the mmap-only window file */
+	struct page *sink;		/* mapped in place of revoked pages */
+	struct rw_semaphore revoke_lock; /* protects revoked against faults */
+	bool revoked;
+};
+
+/* One virtqueue of a device: its ring and its doorbells. */
+struct vl_queue {
+	struct vl_device *vl;
+	unsigned int index;
+
+	/*
+	 * The driver's virtqueue, NULL when not set up. Written under
+	 * vl->vqs_lock and irq_lock; read under either.
+	 */
+	struct virtqueue *vq;
+	unsigned int num;
+	struct vring_desc *desc;	/* rings, in the window */
+	struct vring_avail *avail;
+	struct vring_used *used;
+
+	/* Kick: signalled by vl_notify(); RCU so notify never sleeps. */
+	struct eventfd_ctx __rcu *kick;
+	unsigned long flags;		/* VL_QUEUE_* bits */
+	struct work_struct kick_work;	/* kick from a nested eventfd wakeup */
+
+	/* Call: a wait-queue entry on the eventfd, like KVM's irqfd. */
+	struct eventfd_ctx *call;	/* protected by vl->lock */
+	wait_queue_entry_t call_wait;
+	wait_queue_head_t *call_wqh;
+	poll_table call_pt;
+	struct work_struct irq_work;	/* interrupt from a nested wakeup */
+
+	spinlock_t irq_lock;		/* serializes vring_interrupt() */
+
+	/*
+	 * Heads made available by the driver and not yet used by the device,
+	 * so that they can be failed when user space goes away. Updated on
+	 * every notify (avail side) and interrupt (used side).
+	 */
+	spinlock_t track_lock;		/* protects the four fields below */
+	unsigned long *inflight;	/* bitmap of num heads */
+	u16 avail_seen;
+	u16 used_seen;
+	bool track_lost;
+};
+
+#define VL_QUEUE_KICK_PENDING	0	/* notified while no kick eventfd */
+#define VL_QUEUE_KICK_DEFERRED	1	/* kick_work queued */
+#define VL_QUEUE_IRQ_DEFERRED	2	/* irq_work queued */
+
+/* Where a control message is in its round trip. */
+enum vl_msg_state {
+	VL_MSG_IDLE,		/* none outstanding */
+	VL_MSG_QUEUED,		/* waiting for user space to read it */
+	VL_MSG_READ,		/* read, waiting for the reply */
+	VL_MSG_ANSWERED,	/* reply in msg_result */
+};
+
+struct vl_device {
+	struct device dev;		/* DMA parent of vdev; owns this struct */
+	struct virtio_device vdev;
+	int index;			/* virtio-loopback.<index>, -1 before create */
+
+	/*
+	 * lock serializes the ioctls and protects state, the queues' call
+	 * eventfds, and the started/registered flags.
+	 */
+	struct mutex lock;
+	u32 state;			/* VIRTIO_LOOPBACK_STATE_* */
+	bool added;			/* dev is in sysfs */
+	bool registered;		/* vdev is registered */
+	unsigned long dead;		/* bit 0: gave up on user space */
+
+	/* Immutable after create. */
+	u32 device_id;
+	u32 vendor_id;
+	u64 device_features;
+	u32 num_queues;
+	u32 max_queue_size;
+	u32 config_size;
+	unsigned long timeout;		/* jiffies */
+
+	/* The kernel's copy of config space; see vl_virtio.c. */
+	spinlock_t config_lock;		/* protects config and generation */
+	u8 config[VIRTIO_LOOPBACK_CONFIG_MAX];
+	u32 generation;
+
+	u8 status;			/* virtio status byte */
+	u64 driver_features;
+
+	/* Control messages; see vl_send_msg(). */
+	struct mutex msg_mutex;		/* one message outstanding */
+	spinlock_t msg_lock;		/* protects the fields below */
+	enum vl_msg_state msg_state;
+	struct virtio_loopback_msg msg;
+	int msg_result;
+	u32 msg_seq;
+	wait_queue_head_t msg_wq;	/* readers, pollers and the sender */
+
+	struct vl_window *window;
+	struct vl_queue *queues;	/* num_queues */
+	struct mutex vqs_lock;		/* queue vq pointers vs. abort */
+
+	struct work_struct register_work;
+	struct work_struct abort_work;
+	struct work_struct remove_work;
+};
+
+#define VL_DEAD 0
+
+static inline struct vl_device *to_vl_device(struct virtio_device *vdev)
+{
+	return container_of(vdev, struct vl_device, vdev);
+}
+
+static inline bool vl_is_dead(struct vl_device *vl)
+{
+	return test_bit(VL_DEAD, &vl->dead);
+}
+
+extern struct workqueue_struct *vl_wq;
+
+/* vl_window.c */
+int vl_window_init(void);
+void vl_window_exit(void);
+struct vl_window *vl_window_create(size_t size);
+void vl_window_put(struct vl_window *win);
+void vl_window_revoke(struct vl_window *win);
+void *vl_window_ptr(struct vl_window *win, u64 iova, size_t len);
+size_t vl_window_default_size(u32 num_queues, u32 max_queue_size);
+extern const struct dma_map_ops vl_dma_ops;
+
+/* vl_queue.c */
+bool vl_notify(struct virtqueue *vq);
+int vl_queue_set_fds(struct vl_queue *q, int kick_fd, int call_fd);
+void vl_queue_init(struct vl_device *vl, struct vl_queue *q, unsigned int index);
+int vl_queue_attach(struct vl_queue *q, struct virtqueue *vq);
+void vl_queue_detach(struct vl_queue *q);
+void vl_queue_release_fds(struct vl_queue *q);
+void vl_queue_interrupt(struct vl_queue *q);
+void vl_queue_fail_inflight(struct vl_queue *q);
+
+/* vl_virtio.c */
+void vl_virtio_setup(struct vl_device *vl);
+void vl_queue_device_work(struct vl_device *vl, struct work_struct *work);
+int vl_register(struct vl_device *vl);
+void vl_fail(struct vl_device *vl, const char *why);
+void vl_abort_work(struct work_struct *work);
+ssize_t vl_msg_read(struct vl_device *vl, char __user *buf, size_t count,
+		    bool nonblock);
+ssize_t vl_msg_write(struct vl_device *vl, const char __user *buf,
+		     size_t count);
+__poll_t vl_msg_poll(struct vl_device *vl, struct file *file,
+		     poll_table *wait);
+void vl_config_update(struct vl_device *vl, u32 offset, const u8 *data,
+		      u32 len, bool notify);
+
+#endif /* VL_CORE_H */

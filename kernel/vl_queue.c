@@ -1,0 +1,562 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * virtio-loopback: virtqueue doorbells and in-flight tracking.
+ *
+ * Kick: the driver's notify signals the queue's kick eventfd directly; the
+ * back-end waits on it. Call: the back-end signals the call eventfd; the
+ * kernel has a wait-queue entry on it (as KVM's irqfd does) whose callback
+ * runs the vring interrupt at once, in the signaller's context, with the
+ * eventfd's lock held and interrupts off -- the same context a hardware
+ * interrupt handler has. Neither path involves the adapter.
+ *
+ * One case is deferred to a work item: a doorbell rung from inside another
+ * eventfd wakeup (for example, a driver that kicks from its interrupt
+ * callback while the call eventfd's lock is held). Signalling an eventfd
+ * there could recurse into a lock that is already held, which
+ * eventfd_signal_allowed() tells us.
+ *
+ * In-flight tracking: to fail the requests user space will never complete,
+ * the transport must know which heads are outstanding. Every notify reads
+ * the new avail entries and every interrupt the new used entries, into a
+ * bitmap. This is exact as long as the driver does not make more than
+ * queue-size buffers available between two doorbells, which a driver that
+ * relies on notifications or interrupts cannot do; if it happens anyway
+ * the tracking is marked lost and the abort path falls back to failing
+ * what the rings show.
+ */
+#include <linux/bitmap.h>
+#include <linux/file.h>
+#include <linux/slab.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_ring.h>
+
+#include "vl_compat.h"
+#include "vl_core.h"
+
+/*
+ * Set while this CPU signals a kick eventfd, so that a call-eventfd wakeup
+ * it triggers (the same eventfd used for both) runs the interrupt later
+ * instead of re-entering the driver from inside its own notify.
+ */
+static DEFINE_PER_CPU(bool, vl_kicking);
+
+/* --- in-flight tracking ------------------------------------------------- */
+
+static u16 vl_avail_idx(struct vl_queue *q)
+{
+	return virtio16_to_cpu(&q->vl->vdev, READ_ONCE(q->avail->idx));
+}
+
+static u16 vl_used_idx(struct vl_queue *q)
+{
+	return virtio16_to_cpu(&q->vl->vdev, READ_ONCE(q->used->idx));
+}
+
+/* Records the heads the driver made available since the last call. */
+static void vl_track_avail(struct vl_queue *q)
+{
+	struct virtio_device *vdev = &q->vl->vdev;
+	unsigned long flags;
+	u16 idx, head;
+
+	spin_lock_irqsave(&q->track_lock, flags);
+	idx = vl_avail_idx(q);
+	if ((u16)(idx - q->avail_seen) > q->num)
+		q->track_lost = true;
+	virtio_rmb(true);
+	for (; q->avail_seen != idx; q->avail_seen++) {
+		head = virtio16_to_cpu(vdev,
+			READ_ONCE(q->avail->ring[q->avail_seen % q->num]));
+		if (head < q->num)
+			set_bit(head, q->inflight);
+	}
+	spin_unlock_irqrestore(&q->track_lock, flags);
+}
+
+/* Forgets the heads the device has used since the last call. */
+static void vl_track_used(struct vl_queue *q)
+{
+	struct virtio_device *vdev = &q->vl->vdev;
+	unsigned long flags;
+	u16 idx;
+	u32 head;
+
+	spin_lock_irqsave(&q->track_lock, flags);
+	idx = vl_used_idx(q);
+	if ((u16)(idx - q->used_seen) > q->num)
+		q->track_lost = true;
+	virtio_rmb(true);
+	for (; q->used_seen != idx; q->used_seen++) {
+		head = virtio32_to_cpu(vdev,
+			READ_ONCE(q->used->ring[q->used_seen % q->num].id));
+		if (head < q->num)
+			clear_bit(head, q->inflight);
+	}
+	spin_unlock_irqrestore(&q->track_lock, flags);
+}
+
+/* --- kick --------------------------------------------------------------- */
+
+static void vl_signal_kick(struct eventfd_ctx *ctx)
+{
+	bool *kicking = &get_cpu_var(vl_kicking);
+
+	*kicking = true;
+	vl_eventfd_signal(ctx);
+	*kicking = false;
+	put_cpu_var(vl_kicking);
+}
+
+static void vl_kick(struct vl_queue *q)
+{
+	struct eventfd_ctx *ctx;
+
+	rcu_read_lock();
+	ctx = rcu_dereference(q->kick);
+	if (!ctx)
+		set_bit(VL_QUEUE_KICK_PENDING, &q->flags);
+	else if (likely(eventfd_signal_allowed()))
+		vl_signal_kick(ctx);
+	else if (!test_and_set_bit(VL_QUEUE_KICK_DEFERRED, &q->flags))
+		queue_work(vl_wq, &q->kick_work);
+	rcu_read_unlock();
+}
+
+static void vl_kick_work(struct work_struct *work)
+{
+	struct vl_queue *q = container_of(work, struct vl_queue, kick_work);
+
+	clear_bit(VL_QUEUE_KICK_DEFERRED, &q->flags);
+	vl_kick(q);
+}
+
+/* virtqueue notify callback; may run in atomic context. */
+bool vl_notify(struct virtqueue *vq)
+{
+	struct vl_queue *q = vq->priv;
+
+	vl_track_avail(q);
+	if (unlikely(vl_is_dead(q->vl))) {
+		/* No device any more: fail the new requests from the worker. */
+		vl_queue_device_work(q->vl, &q->vl->abort_work);
+		return true;
+	}
+	vl_kick(q);
+	return true;
+}
+
+/* --- call --------------------------------------------------------------- */
+
+/* Runs the queue's vring interrupt, as a device interrupt would. */
+void vl_queue_interrupt(struct vl_queue *q)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&q->irq_lock, flags);
+	if (q->vq) {
+		vl_track_used(q);
+		vring_interrupt(0, q->vq);
+	}
+	spin_unlock_irqrestore(&q->irq_lock, flags);
+}
+
+static void vl_irq_work(struct work_struct *work)
+{
+	struct vl_queue *q = container_of(work, struct vl_queue, irq_work);
+
+	clear_bit(VL_QUEUE_IRQ_DEFERRED, &q->flags);
+	vl_queue_interrupt(q);
+}
+
+/* Wait-queue callback of the call eventfd: eventfd lock held, irqs off. */
+static int vl_call_wakeup(wait_queue_entry_t *wait, unsigned int mode,
+			  int sync, void *key)
+{
+	struct vl_queue *q = container_of(wait, struct vl_queue, call_wait);
+	__poll_t events = key_to_poll(key);
+	u64 count;
+
+	if (!(events & EPOLLIN))
+		return 0;
+	eventfd_ctx_do_read(q->call, &count);
+	if (unlikely(this_cpu_read(vl_kicking))) {
+		if (!test_and_set_bit(VL_QUEUE_IRQ_DEFERRED, &q->flags))
+			queue_work(vl_wq, &q->irq_work);
+		return 0;
+	}
+	vl_queue_interrupt(q);
+	return 0;
+}
+
+static void vl_call_ptable_queue(struct file *file, wait_queue_head_t *wqh,
+				 poll_table *pt)
+{
+	struct vl_queue *q = container_of(pt, struct vl_queue, call_pt);
+
+	q->call_wqh = wqh;
+	add_wait_queue(wqh, &q->call_wait);
+}
+
+/* Caller holds vl->lock. */
+static void vl_queue_detach_call(struct vl_queue *q)
+{
+	u64 count;
+
+	if (!q->call)
+		return;
+	eventfd_ctx_remove_wait_queue(q->call, &q->call_wait, &count);
+	flush_work(&q->irq_work);
+	eventfd_ctx_put(q->call);
+	q->call = NULL;
+}
+
+/* Caller holds vl->lock. Takes over the reference to ctx. */
+static int vl_queue_attach_call(struct vl_queue *q, struct file *file,
+				struct eventfd_ctx *ctx)
+{
+	__poll_t events;
+
+	q->call = ctx;
+	init_waitqueue_func_entry(&q->call_wait, vl_call_wakeup);
+	init_poll_funcptr(&q->call_pt, vl_call_ptable_queue);
+	events = vfs_poll(file, &q->call_pt);
+	/* Signals that came before we listened: deliver them now. */
+	if (events & EPOLLIN) {
+		u64 count;
+
+		eventfd_ctx_remove_wait_queue(ctx, &q->call_wait, &count);
+		add_wait_queue(q->call_wqh, &q->call_wait);
+		vl_queue_interrupt(q);
+	}
+	return 0;
+}
+
+/* Caller holds vl->lock. */
+static void vl_queue_replace_kick(struct vl_queue *q, struct eventfd_ctx *ctx)
+{
+	struct eventfd_ctx *old = rcu_replace_pointer(q->kick, ctx, true);
+
+	/* After this no notify still uses old, and any that saw no eventfd
+	 * has set KICK_PENDING.
+	 */
+	synchronize_rcu();
+	flush_work(&q->kick_work);
+	if (old)
+		eventfd_ctx_put(old);
+	if (ctx && test_and_clear_bit(VL_QUEUE_KICK_PENDING, &q->flags))
+		vl_eventfd_signal(ctx);
+}
+
+/* Resolves an eventfd argument: -1 is "none". */
+static int vl_get_eventfd(int fd, struct file **filep,
+			  struct eventfd_ctx **ctxp)
+{
+	struct file *file;
+	struct eventfd_ctx *ctx;
+
+	*filep = NULL;
+	*ctxp = NULL;
+	if (fd == -1)
+		return 0;
+	file = fget(fd);
+	if (!file)
+		return -EBADF;
+	ctx = eventfd_ctx_fileget(file);
+	if (IS_ERR(ctx)) {
+		fput(file);
+		return PTR_ERR(ctx);	/* -EINVAL: not an eventfd */
+	}
+	*filep = file;
+	*ctxp = ctx;
+	return 0;
+}
+
+/* VIRTIO_LOOPBACK_IOC_SET_QUEUE_FDS; caller holds vl->lock. */
+int vl_queue_set_fds(struct vl_queue *q, int kick_fd, int call_fd)
+{
+	struct file *kick_file, *call_file;
+	struct eventfd_ctx *kick, *call;
+	int err;
+
+	err = vl_get_eventfd(kick_fd, &kick_file, &kick);
+	if (err)
+		return err;
+	err = vl_get_eventfd(call_fd, &call_file, &call);
+	if (err)
+		goto put_kick;
+	/* One eventfd for both would make every kick an interrupt. */
+	if (kick && kick == call) {
+		err = -EINVAL;
+		goto put_call;
+	}
+
+	vl_queue_detach_call(q);
+	vl_queue_replace_kick(q, kick);
+	if (call)
+		vl_queue_attach_call(q, call_file, call);
+	if (kick_file)
+		fput(kick_file);
+	if (call_file)
+		fput(call_file);
+	return 0;
+
+put_call:
+	if (call) {
+		eventfd_ctx_put(call);
+		fput(call_file);
+	}
+put_kick:
+	if (kick) {
+		eventfd_ctx_put(kick);
+		fput(kick_file);
+	}
+	return err;
+}
+
+/* Caller holds vl->lock, or is the last user of the device. */
+void vl_queue_release_fds(struct vl_queue *q)
+{
+	vl_queue_detach_call(q);
+	vl_queue_replace_kick(q, NULL);
+}
+
+void vl_queue_init(struct vl_device *vl, struct vl_queue *q,
+		   unsigned int index)
+{
+	q->vl = vl;
+	q->index = index;
+	spin_lock_init(&q->irq_lock);
+	spin_lock_init(&q->track_lock);
+	INIT_WORK(&q->kick_work, vl_kick_work);
+	INIT_WORK(&q->irq_work, vl_irq_work);
+}
+
+/* --- ring set-up -------------------------------------------------------- */
+
+/*
+ * Binds a freshly created virtqueue to the queue; caller holds vqs_lock.
+ * The rings were allocated by our DMA ops, so they lie in the window.
+ */
+int vl_queue_attach(struct vl_queue *q, struct virtqueue *vq)
+{
+	struct vl_window *win = q->vl->window;
+	unsigned int num = virtqueue_get_vring_size(vq);
+	unsigned long *inflight;
+
+	q->desc = vl_window_ptr(win, virtqueue_get_desc_addr(vq),
+				sizeof(struct vring_desc) * num);
+	q->avail = vl_window_ptr(win, virtqueue_get_avail_addr(vq),
+				 struct_size(q->avail, ring, num));
+	/* The used ring is followed by avail_event (EVENT_IDX). */
+	q->used = vl_window_ptr(win, virtqueue_get_used_addr(vq),
+				struct_size(q->used, ring, num) + sizeof(u16));
+	if (WARN_ON(!q->desc || !q->avail || !q->used))
+		return -EINVAL;
+	inflight = bitmap_zalloc(num, GFP_KERNEL);
+	if (!inflight)
+		return -ENOMEM;
+
+	spin_lock_irq(&q->track_lock);
+	q->inflight = inflight;
+	q->avail_seen = 0;
+	q->used_seen = 0;
+	q->track_lost = false;
+	q->num = num;
+	spin_unlock_irq(&q->track_lock);
+
+	vq->priv = q;
+	spin_lock_irq(&q->irq_lock);
+	q->vq = vq;
+	spin_unlock_irq(&q->irq_lock);
+	return 0;
+}
+
+/* Unbinds the virtqueue before it is deleted; caller holds vqs_lock. */
+void vl_queue_detach(struct vl_queue *q)
+{
+	unsigned long *inflight;
+
+	spin_lock_irq(&q->irq_lock);
+	q->vq = NULL;
+	spin_unlock_irq(&q->irq_lock);
+	flush_work(&q->irq_work);
+
+	spin_lock_irq(&q->track_lock);
+	inflight = q->inflight;
+	q->inflight = NULL;
+	q->num = 0;
+	spin_unlock_irq(&q->track_lock);
+	bitmap_free(inflight);
+	q->desc = NULL;
+	q->avail = NULL;
+	q->used = NULL;
+}
+
+/* --- failing in-flight requests ----------------------------------------- */
+
+/*
+ * How a buffer that user space will never complete is completed instead.
+ * The completion must be a failure the driver understands: virtio-blk
+ * reports the status byte (the last device-writable byte), so a zero there
+ * would pass stale data as good; the others get zero-filled, zero-length
+ * buffers (virtio-input ignores the length, and zeroes decode as an
+ * EV_SYN/SYN_REPORT, which is harmless).
+ */
+enum vl_fail_fill {
+	VL_FAIL_ZERO,
+	VL_FAIL_BLK_STATUS,
+};
+
+static const struct {
+	u32 device_id;
+	enum vl_fail_fill fill;
+} vl_fail_table[] = {
+	{ VIRTIO_ID_BLOCK, VL_FAIL_BLK_STATUS },
+};
+
+static enum vl_fail_fill vl_fail_fill_for(u32 device_id)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(vl_fail_table); i++)
+		if (vl_fail_table[i].device_id == device_id)
+			return vl_fail_table[i].fill;
+	return VL_FAIL_ZERO;
+}
+
+/*
+ * Fills the device-writable buffers of the chain at head as the failure
+ * requires; returns the used length to report. The rings were revoked from
+ * user space, but user space may have scribbled on them before, so every
+ * index and address is checked and the walk is bounded.
+ */
+static u32 vl_fail_chain(struct vl_queue *q, u16 head, enum vl_fail_fill fill)
+{
+	struct virtio_device *vdev = &q->vl->vdev;
+	struct vl_window *win = q->vl->window;
+	struct vring_desc *table = q->desc;
+	unsigned int table_len = q->num, budget = q->num, i = head;
+	void *last = NULL;
+	u32 last_len = 0;
+
+	while (budget--) {
+		struct vring_desc *d = &table[i];
+		u16 flags = virtio16_to_cpu(vdev, d->flags);
+		u64 addr = virtio64_to_cpu(vdev, d->addr);
+		u32 len = virtio32_to_cpu(vdev, d->len);
+
+		if (flags & VRING_DESC_F_INDIRECT) {
+			/* Only from the main table, and only as a whole. */
+			if (table != q->desc || !len || len % sizeof(*d))
+				break;
+			table = vl_window_ptr(win, addr, len);
+			if (!table)
+				break;
+			table_len = len / sizeof(*d);
+			budget = table_len;
+			i = 0;
+			continue;
+		}
+		if ((flags & VRING_DESC_F_WRITE) && len) {
+			void *buf = vl_window_ptr(win, addr, len);
+
+			if (buf) {
+				if (fill == VL_FAIL_ZERO)
+					memset(buf, 0, len);
+				last = buf;
+				last_len = len;
+			}
+		}
+		if (!(flags & VRING_DESC_F_NEXT))
+			break;
+		i = virtio16_to_cpu(vdev, d->next);
+		if (i >= table_len)
+			break;
+	}
+	if (fill == VL_FAIL_BLK_STATUS && last) {
+		*(u8 *)(last + last_len - 1) = VIRTIO_BLK_S_IOERR;
+		return 1;
+	}
+	return 0;
+}
+
+/* Appends one used element; the index is published by the caller. */
+static void vl_push_used(struct vl_queue *q, u16 used_idx, u16 head, u32 len)
+{
+	struct virtio_device *vdev = &q->vl->vdev;
+	struct vring_used_elem *elem = &q->used->ring[used_idx % q->num];
+
+	elem->id = cpu_to_virtio32(vdev, head);
+	elem->len = cpu_to_virtio32(vdev, len);
+}
+
+/*
+ * If the tracking is lost, treat every entry the avail ring still holds
+ * between the used index and the avail index as outstanding: the best
+ * information left.
+ */
+static void vl_track_from_rings(struct vl_queue *q)
+{
+	struct virtio_device *vdev = &q->vl->vdev;
+	u16 idx = vl_avail_idx(q), pos = vl_used_idx(q);
+
+	bitmap_zero(q->inflight, q->num);
+	if ((u16)(idx - pos) > q->num)
+		pos = idx - q->num;
+	for (; pos != idx; pos++) {
+		u16 head = virtio16_to_cpu(vdev, q->avail->ring[pos % q->num]);
+
+		if (head < q->num)
+			set_bit(head, q->inflight);
+	}
+	q->avail_seen = idx;
+	q->used_seen = vl_used_idx(q);
+	q->track_lost = false;
+}
+
+/*
+ * Completes every outstanding buffer of the queue with a failure and runs
+ * its interrupt. Called from the abort worker after the window was
+ * revoked, with vqs_lock held; the driver may keep adding buffers, each
+ * add notifies (we reset the notification suppression), and each notify
+ * queues the worker again.
+ */
+void vl_queue_fail_inflight(struct vl_queue *q)
+{
+	struct virtio_device *vdev = &q->vl->vdev;
+	enum vl_fail_fill fill = vl_fail_fill_for(q->vl->device_id);
+	u16 used_idx, head;
+	unsigned int failed = 0;
+	u16 *avail_event;
+
+	if (!q->vq)
+		return;
+	vl_track_avail(q);
+	vl_track_used(q);
+
+	spin_lock_irq(&q->track_lock);
+	if (q->track_lost)
+		vl_track_from_rings(q);
+	used_idx = vl_used_idx(q);
+	for_each_set_bit(head, q->inflight, q->num) {
+		vl_push_used(q, used_idx++, head,
+			     vl_fail_chain(q, head, fill));
+		clear_bit(head, q->inflight);
+		failed++;
+	}
+	q->used_seen = used_idx;
+	/* Make the driver notify on its next add, whatever user space set. */
+	q->used->flags = 0;
+	avail_event = (u16 *)&q->used->ring[q->num];
+	WRITE_ONCE(*avail_event, cpu_to_virtio16(vdev, q->avail_seen));
+	virtio_wmb(true);
+	WRITE_ONCE(q->used->idx, cpu_to_virtio16(vdev, used_idx));
+	spin_unlock_irq(&q->track_lock);
+
+	if (failed)
+		dev_dbg(&q->vl->dev, "queue %u: failed %u in-flight buffers\n",
+			q->index, failed);
+	vl_queue_interrupt(q);
+}

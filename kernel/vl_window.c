@@ -1,0 +1,427 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * virtio-loopback: the per-device DMA window.
+ *
+ * The transport offers VIRTIO_F_ACCESS_PLATFORM, so the virtio core maps
+ * every vring and buffer through the DMA API of the device's parent, whose
+ * dma_map_ops are below. Coherent allocations (the vrings) are carved out
+ * of the window; streaming mappings (the drivers' buffers) are bounced
+ * through it. The DMA address of anything is its offset in the window, and
+ * the window is what user space maps, through a separate mmap-only file.
+ * Nothing outside the window is ever visible to user space.
+ *
+ * When the device is given up, the window is revoked: existing user
+ * mappings are zapped and later faults map a private zero "sink" page, so a
+ * back-end that keeps running touches nothing the kernel still uses, and
+ * does not crash either.
+ */
+#include <linux/dma-map-ops.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/genalloc.h>
+#include <linux/highmem.h>
+#include <linux/mm.h>
+#include <linux/module.h>
+#include <linux/mount.h>
+#include <linux/pseudo_fs.h>
+#include <linux/slab.h>
+#include <linux/vmalloc.h>
+#include <linux/virtio_ring.h>
+
+#include "vl_compat.h"
+#include "vl_core.h"
+
+/* Bounce allocations are made in granules of 1 << VL_GRANULE_SHIFT bytes. */
+#define VL_GRANULE_SHIFT	8
+/* Largest single streaming mapping; larger requests are split by the
+ * block layer (virtio_blk sizes its segments with dma_max_mapping_size()).
+ */
+#define VL_MAX_MAPPING		(256 * 1024)
+/* Bounce space a default window provides beyond its rings. */
+#define VL_DEFAULT_BOUNCE	(8 * 1024 * 1024)
+
+#define VL_FS_MAGIC		0x766c6f6f	/* "vloo" */
+
+static struct vfsmount *vl_mnt;
+
+static int vl_fs_init_fs_context(struct fs_context *fc)
+{
+	return init_pseudo(fc, VL_FS_MAGIC) ? 0 : -ENOMEM;
+}
+
+static struct file_system_type vl_fs_type = {
+	.name = "virtio_loopback_window",
+	.init_fs_context = vl_fs_init_fs_context,
+	.kill_sb = kill_anon_super,
+};
+
+int vl_window_init(void)
+{
+	vl_mnt = kern_mount(&vl_fs_type);
+	return PTR_ERR_OR_ZERO(vl_mnt);
+}
+
+void vl_window_exit(void)
+{
+	kern_unmount(vl_mnt);
+}
+
+/* --- window memory ------------------------------------------------------ */
+
+size_t vl_window_default_size(u32 num_queues, u32 max_queue_size)
+{
+	size_t rings = num_queues *
+		PAGE_ALIGN(vring_size(max_queue_size, PAGE_SIZE));
+
+	return PAGE_SIZE + rings + VL_DEFAULT_BOUNCE;
+}
+
+static void vl_window_free(struct kref *ref)
+{
+	struct vl_window *win = container_of(ref, struct vl_window, ref);
+
+	if (win->pool)
+		gen_pool_destroy(win->pool);
+	if (win->sink)
+		__free_page(win->sink);
+	bitmap_free(win->starts);
+	kvfree(win->orig);
+	vfree(win->vaddr);
+	kfree(win);
+}
+
+void vl_window_put(struct vl_window *win)
+{
+	if (win)
+		kref_put(&win->ref, vl_window_free);
+}
+
+/*
+ * Kernel address of [iova, iova + len) in the window, or NULL if any part
+ * of it lies outside.
+ */
+void *vl_window_ptr(struct vl_window *win, u64 iova, size_t len)
+{
+	if (iova < PAGE_SIZE || iova > win->size || len > win->size - iova)
+		return NULL;
+	return win->vaddr + iova;
+}
+
+/* --- the window file ---------------------------------------------------- */
+
+static vm_fault_t vl_window_fault(struct vm_fault *vmf)
+{
+	struct vm_area_struct *vma = vmf->vma;
+	struct vl_window *win = vma->vm_private_data;
+	struct page *page;
+	int err;
+
+	/*
+	 * The page is inserted while revoke_lock is held, so a revocation
+	 * either sees this PTE and zaps it or happens before and we insert
+	 * the sink. mmap_lock is held for read; revoke never takes it.
+	 */
+	down_read(&win->revoke_lock);
+	if (win->revoked)
+		page = win->sink;
+	else
+		page = vmalloc_to_page(win->vaddr +
+				       (vmf->pgoff << PAGE_SHIFT));
+	err = vm_insert_page(vma, vmf->address, page);
+	up_read(&win->revoke_lock);
+
+	switch (err) {
+	case 0:
+	case -EBUSY:	/* another thread mapped it first */
+		return VM_FAULT_NOPAGE;
+	case -ENOMEM:
+		return VM_FAULT_OOM;
+	default:
+		return VM_FAULT_SIGBUS;
+	}
+}
+
+static const struct vm_operations_struct vl_window_vm_ops = {
+	.fault = vl_window_fault,
+};
+
+static int vl_window_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct vl_window *win = file->private_data;
+	unsigned long npages = win->size >> PAGE_SHIFT;
+
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+	if (vma->vm_pgoff >= npages || vma_pages(vma) > npages - vma->vm_pgoff)
+		return -EINVAL;
+
+	/*
+	 * VM_MIXEDMAP lets the fault handler insert pages with the mmap lock
+	 * held for read only; the pages stay ordinary, refcounted pages, so
+	 * back-ends can do O_DIRECT I/O (get_user_pages) on the window.
+	 */
+	vl_vm_flags_set(vma, VM_MIXEDMAP | VM_DONTEXPAND | VM_DONTDUMP);
+	vma->vm_ops = &vl_window_vm_ops;
+	vma->vm_private_data = win;
+	return 0;
+}
+
+static int vl_window_release(struct inode *inode, struct file *file)
+{
+	vl_window_put(file->private_data);
+	return 0;
+}
+
+static const struct file_operations vl_window_fops = {
+	.owner = THIS_MODULE,
+	.mmap = vl_window_mmap,
+	.release = vl_window_release,
+	.llseek = noop_llseek,
+};
+
+/* The window's file: its own inode, so that revocation zaps only it. */
+static int vl_window_create_file(struct vl_window *win)
+{
+	struct inode *inode;
+	struct file *file;
+
+	inode = alloc_anon_inode(vl_mnt->mnt_sb);
+	if (IS_ERR(inode))
+		return PTR_ERR(inode);
+	i_size_write(inode, win->size);
+
+	/*
+	 * The file pins the module (its last fput drops the reference): its
+	 * mappings use our vm_ops, and back-ends may keep them after the
+	 * device is gone.
+	 */
+	__module_get(THIS_MODULE);
+	file = alloc_file_pseudo(inode, vl_mnt, "[virtio-loopback-window]",
+				 O_RDWR, &vl_window_fops);
+	if (IS_ERR(file)) {
+		module_put(THIS_MODULE);
+		iput(inode);
+		return PTR_ERR(file);
+	}
+	kref_get(&win->ref);		/* dropped in vl_window_release() */
+	file->private_data = win;
+	win->file = file;
+	return 0;
+}
+
+struct vl_window *vl_window_create(size_t size)
+{
+	size_t granules;
+	struct vl_window *win;
+
+	size = PAGE_ALIGN(size);
+	win = kzalloc(sizeof(*win), GFP_KERNEL);
+	if (!win)
+		return ERR_PTR(-ENOMEM);
+	kref_init(&win->ref);
+	init_rwsem(&win->revoke_lock);
+	win->size = size;
+
+	/* Charged to the creator's memory cgroup: windows can be large. */
+	win->vaddr = __vmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_ZERO);
+	granules = size >> VL_GRANULE_SHIFT;
+	win->orig = kvcalloc(granules, sizeof(*win->orig), GFP_KERNEL_ACCOUNT);
+	win->starts = bitmap_zalloc(granules, GFP_KERNEL_ACCOUNT);
+	win->sink = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO);
+	win->pool = gen_pool_create(VL_GRANULE_SHIFT, NUMA_NO_NODE);
+	if (!win->vaddr || !win->orig || !win->starts || !win->sink ||
+	    !win->pool)
+		goto err;
+	/* The pool's "physical" addresses are the IOVAs. */
+	if (gen_pool_add_virt(win->pool, (unsigned long)win->vaddr + PAGE_SIZE,
+			      PAGE_SIZE, size - PAGE_SIZE, NUMA_NO_NODE))
+		goto err;
+	if (vl_window_create_file(win))
+		goto err;
+	return win;
+
+err:
+	vl_window_put(win);
+	return ERR_PTR(-ENOMEM);
+}
+
+/*
+ * Takes the window away from user space for good. Afterwards only the
+ * kernel writes the rings, and user space sees the sink page.
+ */
+void vl_window_revoke(struct vl_window *win)
+{
+	down_write(&win->revoke_lock);
+	win->revoked = true;
+	unmap_mapping_range(win->file->f_mapping, 0, 0, 1);
+	up_write(&win->revoke_lock);
+}
+
+/* --- DMA operations ----------------------------------------------------- */
+
+static struct vl_window *dev_to_window(struct device *dev)
+{
+	return container_of(dev, struct vl_device, dev)->window;
+}
+
+static void *vl_dma_alloc(struct device *dev, size_t size,
+			  dma_addr_t *dma_handle, gfp_t gfp,
+			  unsigned long attrs)
+{
+	struct vl_window *win = dev_to_window(dev);
+	struct genpool_data_align align = { .align = PAGE_SIZE };
+	unsigned long vaddr;
+
+	size = PAGE_ALIGN(size);
+	vaddr = gen_pool_alloc_algo(win->pool, size, gen_pool_first_fit_align,
+				    &align);
+	if (!vaddr)
+		return NULL;
+	memset((void *)vaddr, 0, size);
+	*dma_handle = gen_pool_virt_to_phys(win->pool, vaddr);
+	return (void *)vaddr;
+}
+
+static void vl_dma_free(struct device *dev, size_t size, void *vaddr,
+			dma_addr_t dma_handle, unsigned long attrs)
+{
+	struct vl_window *win = dev_to_window(dev);
+
+	gen_pool_free(win->pool, (unsigned long)vaddr, PAGE_ALIGN(size));
+}
+
+/* Copies between a bounce slot and the driver's buffer, page by page. */
+static void vl_bounce(void *slot, phys_addr_t orig, size_t size,
+		      bool to_window)
+{
+	while (size) {
+		struct page *page = pfn_to_page(PHYS_PFN(orig));
+		size_t offset = offset_in_page(orig);
+		size_t chunk = min_t(size_t, size, PAGE_SIZE - offset);
+		void *mapped = kmap_local_page(page);
+
+		if (to_window)
+			memcpy(slot, mapped + offset, chunk);
+		else
+			memcpy(mapped + offset, slot, chunk);
+		kunmap_local(mapped);
+		slot += chunk;
+		orig += chunk;
+		size -= chunk;
+	}
+}
+
+static bool vl_dma_copies_to_device(enum dma_data_direction dir)
+{
+	return dir == DMA_TO_DEVICE || dir == DMA_BIDIRECTIONAL;
+}
+
+static bool vl_dma_copies_from_device(enum dma_data_direction dir)
+{
+	return dir == DMA_FROM_DEVICE || dir == DMA_BIDIRECTIONAL;
+}
+
+static dma_addr_t vl_dma_map_page(struct device *dev, struct page *page,
+				  unsigned long offset, size_t size,
+				  enum dma_data_direction dir,
+				  unsigned long attrs)
+{
+	struct vl_window *win = dev_to_window(dev);
+	phys_addr_t orig = page_to_phys(page) + offset;
+	unsigned long slot;
+	dma_addr_t iova;
+	size_t granule;
+
+	if (!size || size > VL_MAX_MAPPING)
+		return DMA_MAPPING_ERROR;
+	/* Atomic context is allowed here: gen_pool_alloc() never sleeps. */
+	slot = gen_pool_alloc(win->pool, size);
+	if (!slot)
+		return DMA_MAPPING_ERROR;
+	iova = gen_pool_virt_to_phys(win->pool, slot);
+	granule = iova >> VL_GRANULE_SHIFT;
+	win->orig[granule] = orig;
+	set_bit(granule, win->starts);
+	if (vl_dma_copies_to_device(dir))
+		vl_bounce((void *)slot, orig, size, true);
+	return iova;
+}
+
+/*
+ * The mapping that contains [iova, iova + size): its first granule and the
+ * driver's address matching iova. False if there is none.
+ */
+static bool vl_dma_lookup(struct vl_window *win, dma_addr_t iova, size_t size,
+			  phys_addr_t *orig)
+{
+	unsigned long granule, start;
+
+	if (!vl_window_ptr(win, iova, size))
+		return false;
+	granule = iova >> VL_GRANULE_SHIFT;
+	/* find_last_bit() over [0, granule]: the nearest start at or below. */
+	start = find_last_bit(win->starts, granule + 1);
+	if (start > granule ||
+	    iova - (start << VL_GRANULE_SHIFT) >= VL_MAX_MAPPING)
+		return false;
+	*orig = win->orig[start] + (iova - (start << VL_GRANULE_SHIFT));
+	return true;
+}
+
+static void vl_dma_unmap_page(struct device *dev, dma_addr_t iova,
+			      size_t size, enum dma_data_direction dir,
+			      unsigned long attrs)
+{
+	struct vl_window *win = dev_to_window(dev);
+	phys_addr_t orig;
+
+	if (WARN_ON_ONCE(!vl_dma_lookup(win, iova, size, &orig)))
+		return;
+	if (vl_dma_copies_from_device(dir))
+		vl_bounce(win->vaddr + iova, orig, size, false);
+	clear_bit(iova >> VL_GRANULE_SHIFT, win->starts);
+	gen_pool_free(win->pool, (unsigned long)win->vaddr + iova, size);
+}
+
+static void vl_dma_sync_for_cpu(struct device *dev, dma_addr_t iova,
+				size_t size, enum dma_data_direction dir)
+{
+	struct vl_window *win = dev_to_window(dev);
+	phys_addr_t orig;
+
+	if (vl_dma_copies_from_device(dir) &&
+	    !WARN_ON_ONCE(!vl_dma_lookup(win, iova, size, &orig)))
+		vl_bounce(win->vaddr + iova, orig, size, false);
+}
+
+static void vl_dma_sync_for_device(struct device *dev, dma_addr_t iova,
+				   size_t size, enum dma_data_direction dir)
+{
+	struct vl_window *win = dev_to_window(dev);
+	phys_addr_t orig;
+
+	if (vl_dma_copies_to_device(dir) &&
+	    !WARN_ON_ONCE(!vl_dma_lookup(win, iova, size, &orig)))
+		vl_bounce(win->vaddr + iova, orig, size, true);
+}
+
+static size_t vl_dma_max_mapping_size(struct device *dev)
+{
+	return VL_MAX_MAPPING;
+}
+
+static int vl_dma_supported(struct device *dev, u64 mask)
+{
+	return 1;
+}
+
+const struct dma_map_ops vl_dma_ops = {
+	.alloc = vl_dma_alloc,
+	.free = vl_dma_free,
+	.map_page = vl_dma_map_page,
+	.unmap_page = vl_dma_unmap_page,
+	.sync_single_for_cpu = vl_dma_sync_for_cpu,
+	.sync_single_for_device = vl_dma_sync_for_device,
+	.max_mapping_size = vl_dma_max_mapping_size,
+	.dma_supported = vl_dma_supported,
+};
