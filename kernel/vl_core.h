@@ -55,6 +55,7 @@ struct vl_window {
 	 */
 	phys_addr_t *orig;
 	unsigned long *starts;
+	u32 *alloc_size;		/* bytes allocated at each granule, or 0 */
 	struct file *file;		/* the mmap-only window file */
 	struct page *sink;		/* mapped in place of revoked pages */
 	struct rw_semaphore revoke_lock; /* protects revoked against faults */
@@ -185,6 +186,7 @@ struct vl_window *vl_window_create(size_t size);
 void vl_window_put(struct vl_window *win);
 void vl_window_revoke(struct vl_window *win);
 void *vl_window_ptr(struct vl_window *win, u64 iova, size_t len);
+bool vl_window_is_mapped(struct vl_window *win, u64 iova);
 size_t vl_window_default_size(u32 num_queues, u32 max_queue_size);
 extern const struct dma_map_ops vl_dma_ops;
 

@@ -55,14 +55,11 @@ static u16 vl_used_idx(struct vl_queue *q)
 }
 
 /* Records the heads the driver made available since the last call. */
-static void vl_track_avail(struct vl_queue *q)
+static void __vl_track_avail(struct vl_queue *q)
 {
 	struct virtio_device *vdev = &q->vl->vdev;
-	unsigned long flags;
-	u16 idx, head;
+	u16 idx = vl_avail_idx(q), head;
 
-	spin_lock_irqsave(&q->track_lock, flags);
-	idx = vl_avail_idx(q);
 	if ((u16)(idx - q->avail_seen) > q->num)
 		q->track_lost = true;
 	virtio_rmb(true);
@@ -72,18 +69,20 @@ static void vl_track_avail(struct vl_queue *q)
 		if (head < q->num)
 			set_bit(head, q->inflight);
 	}
-	spin_unlock_irqrestore(&q->track_lock, flags);
 }
 
-/* Forgets the heads the device has used since the last call. */
-static void vl_track_used(struct vl_queue *q)
+/*
+ * Forgets the heads the device has used since the last call. The avail
+ * side is brought up to date first: a head is always made available before
+ * it is used, so its bit is set before it is cleared.
+ */
+static void __vl_track_used(struct vl_queue *q)
 {
 	struct virtio_device *vdev = &q->vl->vdev;
-	unsigned long flags;
 	u16 idx;
 	u32 head;
 
-	spin_lock_irqsave(&q->track_lock, flags);
+	__vl_track_avail(q);
 	idx = vl_used_idx(q);
 	if ((u16)(idx - q->used_seen) > q->num)
 		q->track_lost = true;
@@ -94,6 +93,25 @@ static void vl_track_used(struct vl_queue *q)
 		if (head < q->num)
 			clear_bit(head, q->inflight);
 	}
+}
+
+static void vl_track_avail(struct vl_queue *q)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&q->track_lock, flags);
+	if (q->inflight)
+		__vl_track_avail(q);
+	spin_unlock_irqrestore(&q->track_lock, flags);
+}
+
+static void vl_track_used(struct vl_queue *q)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&q->track_lock, flags);
+	if (q->inflight)
+		__vl_track_used(q);
 	spin_unlock_irqrestore(&q->track_lock, flags);
 }
 
@@ -158,6 +176,8 @@ void vl_queue_interrupt(struct vl_queue *q)
 	if (q->vq) {
 		vl_track_used(q);
 		vring_interrupt(0, q->vq);
+		/* The driver may have consumed more than we saw: catch up. */
+		vl_track_used(q);
 	}
 	spin_unlock_irqrestore(&q->irq_lock, flags);
 }
@@ -493,27 +513,33 @@ static void vl_push_used(struct vl_queue *q, u16 used_idx, u16 head, u32 len)
 }
 
 /*
- * If the tracking is lost, treat every entry the avail ring still holds
- * between the used index and the avail index as outstanding: the best
- * information left.
+ * Whether head's chain still looks submitted: its first buffer (or its
+ * indirect table) is a live streaming mapping. A filter against spurious
+ * heads, not a proof: a stale descriptor may name a reused address.
  */
-static void vl_track_from_rings(struct vl_queue *q)
+static bool vl_head_is_live(struct vl_queue *q, u16 head)
 {
-	struct virtio_device *vdev = &q->vl->vdev;
-	u16 idx = vl_avail_idx(q), pos = vl_used_idx(q);
+	u64 addr = virtio64_to_cpu(&q->vl->vdev, q->desc[head].addr);
+
+	return vl_window_is_mapped(q->vl->window, addr);
+}
+
+/*
+ * Tracking was lost (more buffers moved between two doorbells than the
+ * ring holds): every head with a live chain is the best guess left.
+ */
+static void vl_track_from_mappings(struct vl_queue *q)
+{
+	u16 head;
 
 	bitmap_zero(q->inflight, q->num);
-	if ((u16)(idx - pos) > q->num)
-		pos = idx - q->num;
-	for (; pos != idx; pos++) {
-		u16 head = virtio16_to_cpu(vdev, q->avail->ring[pos % q->num]);
-
-		if (head < q->num)
+	for (head = 0; head < q->num; head++)
+		if (vl_head_is_live(q, head))
 			set_bit(head, q->inflight);
-	}
-	q->avail_seen = idx;
-	q->used_seen = vl_used_idx(q);
 	q->track_lost = false;
+	dev_warn(&q->vl->dev,
+		 "queue %u: in-flight tracking was lost; failing every head with live buffers\n",
+		 q->index);
 }
 
 /*
@@ -533,17 +559,18 @@ void vl_queue_fail_inflight(struct vl_queue *q)
 
 	if (!q->vq)
 		return;
-	vl_track_avail(q);
-	vl_track_used(q);
 
 	spin_lock_irq(&q->track_lock);
+	__vl_track_used(q);
 	if (q->track_lost)
-		vl_track_from_rings(q);
+		vl_track_from_mappings(q);
 	used_idx = vl_used_idx(q);
 	for_each_set_bit(head, q->inflight, q->num) {
+		clear_bit(head, q->inflight);
+		if (!vl_head_is_live(q, head))
+			continue;
 		vl_push_used(q, used_idx++, head,
 			     vl_fail_chain(q, head, fill));
-		clear_bit(head, q->inflight);
 		failed++;
 	}
 	q->used_seen = used_idx;

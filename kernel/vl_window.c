@@ -76,15 +76,41 @@ size_t vl_window_default_size(u32 num_queues, u32 max_queue_size)
 	return PAGE_SIZE + rings + VL_DEFAULT_BOUNCE;
 }
 
+/*
+ * Returns what is still allocated to the pool. Drivers may leave buffers
+ * mapped when they delete their queues (virtio-rng does), as they would
+ * leak an IOMMU mapping; here the window goes away with them.
+ */
+static void vl_window_free_leftovers(struct vl_window *win)
+{
+	size_t granule, granules = win->size >> VL_GRANULE_SHIFT;
+	unsigned int leftovers = 0;
+
+	for (granule = 0; granule < granules; granule++) {
+		if (!win->alloc_size || !win->alloc_size[granule])
+			continue;
+		gen_pool_free(win->pool, (unsigned long)win->vaddr +
+			      (granule << VL_GRANULE_SHIFT),
+			      win->alloc_size[granule]);
+		leftovers++;
+	}
+	if (leftovers)
+		pr_debug("virtio_loopback: freed a window with %u buffers still mapped\n",
+			 leftovers);
+}
+
 static void vl_window_free(struct kref *ref)
 {
 	struct vl_window *win = container_of(ref, struct vl_window, ref);
 
-	if (win->pool)
+	if (win->pool) {
+		vl_window_free_leftovers(win);
 		gen_pool_destroy(win->pool);
+	}
 	if (win->sink)
 		__free_page(win->sink);
 	bitmap_free(win->starts);
+	kvfree(win->alloc_size);
 	kvfree(win->orig);
 	vfree(win->vaddr);
 	kfree(win);
@@ -105,6 +131,14 @@ void *vl_window_ptr(struct vl_window *win, u64 iova, size_t len)
 	if (iova < PAGE_SIZE || iova > win->size || len > win->size - iova)
 		return NULL;
 	return win->vaddr + iova;
+}
+
+/* Whether iova is the first byte of a live streaming mapping. */
+bool vl_window_is_mapped(struct vl_window *win, u64 iova)
+{
+	if (!vl_window_ptr(win, iova, 1) || iova & ((1 << VL_GRANULE_SHIFT) - 1))
+		return false;
+	return test_bit(iova >> VL_GRANULE_SHIFT, win->starts);
 }
 
 /* --- the window file ---------------------------------------------------- */
@@ -226,11 +260,13 @@ struct vl_window *vl_window_create(size_t size)
 	win->vaddr = __vmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_ZERO);
 	granules = size >> VL_GRANULE_SHIFT;
 	win->orig = kvcalloc(granules, sizeof(*win->orig), GFP_KERNEL_ACCOUNT);
+	win->alloc_size = kvcalloc(granules, sizeof(*win->alloc_size),
+				   GFP_KERNEL_ACCOUNT);
 	win->starts = bitmap_zalloc(granules, GFP_KERNEL_ACCOUNT);
 	win->sink = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO);
 	win->pool = gen_pool_create(VL_GRANULE_SHIFT, NUMA_NO_NODE);
-	if (!win->vaddr || !win->orig || !win->starts || !win->sink ||
-	    !win->pool)
+	if (!win->vaddr || !win->orig || !win->alloc_size || !win->starts ||
+	    !win->sink || !win->pool)
 		goto err;
 	/* The pool's "physical" addresses are the IOVAs. */
 	if (gen_pool_add_virt(win->pool, (unsigned long)win->vaddr + PAGE_SIZE,
@@ -279,6 +315,7 @@ static void *vl_dma_alloc(struct device *dev, size_t size,
 		return NULL;
 	memset((void *)vaddr, 0, size);
 	*dma_handle = gen_pool_virt_to_phys(win->pool, vaddr);
+	win->alloc_size[*dma_handle >> VL_GRANULE_SHIFT] = size;
 	return (void *)vaddr;
 }
 
@@ -287,6 +324,7 @@ static void vl_dma_free(struct device *dev, size_t size, void *vaddr,
 {
 	struct vl_window *win = dev_to_window(dev);
 
+	win->alloc_size[dma_handle >> VL_GRANULE_SHIFT] = 0;
 	gen_pool_free(win->pool, (unsigned long)vaddr, PAGE_ALIGN(size));
 }
 
@@ -341,6 +379,7 @@ static dma_addr_t vl_dma_map_page(struct device *dev, struct page *page,
 	iova = gen_pool_virt_to_phys(win->pool, slot);
 	granule = iova >> VL_GRANULE_SHIFT;
 	win->orig[granule] = orig;
+	win->alloc_size[granule] = size;
 	set_bit(granule, win->starts);
 	if (vl_dma_copies_to_device(dir))
 		vl_bounce((void *)slot, orig, size, true);
@@ -380,6 +419,7 @@ static void vl_dma_unmap_page(struct device *dev, dma_addr_t iova,
 	if (vl_dma_copies_from_device(dir))
 		vl_bounce(win->vaddr + iova, orig, size, false);
 	clear_bit(iova >> VL_GRANULE_SHIFT, win->starts);
+	win->alloc_size[iova >> VL_GRANULE_SHIFT] = 0;
 	gen_pool_free(win->pool, (unsigned long)win->vaddr + iova, size);
 }
 

@@ -25,8 +25,15 @@ load_module() {
 	insmod "$VL_MODULE" "$@" || fail "insmod $VL_MODULE failed"
 }
 
+# The last references to the module (window files released by a kernel
+# worker's delayed fput) can drop a moment after the devices are gone.
 unload_module() {
-	rmmod virtio_loopback || fail "rmmod virtio_loopback failed"
+	i=0
+	until rmmod virtio_loopback 2>/tmp/rmmod.err; do
+		i=$((i + 1))
+		[ $i -le 50 ] || fail "rmmod virtio_loopback failed: $(cat /tmp/rmmod.err)"
+		sleep 0.1
+	done
 }
 
 # Fails if the kernel logged a bug, warning or oops since the test started,
@@ -39,4 +46,46 @@ check_kernel_log() {
 	tainted=$(cat /proc/sys/kernel/tainted)
 	[ $((tainted & ~VL_EXPECTED_TAINT)) -eq 0 ] ||
 		fail "kernel taint is $tainted; only out-of-tree/unsigned ($VL_EXPECTED_TAINT) is expected"
+}
+
+# wait_for_file PATH SECONDS
+wait_for_file() {
+	i=0
+	while [ ! -e "$1" ]; do
+		i=$((i + 1))
+		[ $i -le $(($2 * 10)) ] || return 1
+		sleep 0.1
+	done
+}
+
+# wait_until SECONDS 'shell condition'
+wait_until() {
+	i=0
+	while ! eval "$2"; do
+		i=$((i + 1))
+		[ $i -le $(($1 * 10)) ] || return 1
+		sleep 0.1
+	done
+}
+
+# The block device (vdX) a virtio device bound by virtio_blk got, waiting
+# up to SECONDS for it: find_virtio_disk SECONDS
+find_virtio_disk() {
+	i=0
+	while :; do
+		for d in /sys/bus/virtio/drivers/virtio_blk/virtio*/block/*; do
+			[ -e "$d" ] && { basename "$d"; return 0; }
+		done
+		i=$((i + 1))
+		[ $i -le $(($1 * 10)) ] || return 1
+		sleep 0.1
+	done
+}
+
+# Arms the hung-task detector so that a task stuck in D state for more than
+# SECONDS is reported (check_kernel_log then fails).
+arm_hung_task_detector() {
+	[ -w /proc/sys/kernel/hung_task_timeout_secs ] || return 0
+	echo "$1" >/proc/sys/kernel/hung_task_timeout_secs
+	echo 1 >/proc/sys/kernel/hung_task_warnings 2>/dev/null || true
 }

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "base/event_fd.hpp"
+#include "base/log.hpp"
+#include "base/mapping.hpp"
+#include "base/result.hpp"
+#include "loopback/control_file.hpp"
+#include "request_handler.hpp"
+#include "virtqueue/guest_memory.hpp"
+#include "virtqueue/split_queue.hpp"
+
+namespace vl::testdev {
+
+// Ways the test device can misbehave, to test the transport's defences.
+struct Misbehaviour {
+    bool no_reply = false;                  // never answer control messages
+    std::optional<std::uint64_t> stall_after; // stop completing after N requests
+};
+
+// One device in the transport, served directly through the uapi: no
+// adapter, no vhost-user. Owns its control file, window mapping and
+// eventfds; the caller's event loop calls on_control()/on_kick().
+class TestDevice {
+public:
+    static Result<std::unique_ptr<TestDevice>> create(std::unique_ptr<RequestHandler> handler,
+                                                      Misbehaviour misbehaviour, Logger log);
+
+    [[nodiscard]] int control_fd() const { return control_.fd(); }
+    [[nodiscard]] std::uint32_t num_queues() const { return static_cast<std::uint32_t>(kicks_.size()); }
+    [[nodiscard]] int kick_fd(std::uint32_t queue) const { return kicks_.at(queue).get(); }
+    [[nodiscard]] bool driver_ok() const { return driver_ok_; }
+    [[nodiscard]] std::uint64_t completed() const { return completed_; }
+
+    // Registers the device with the virtio core.
+    Status start() { return control_.start(); }
+    // Answers the transport's messages. An error means the device broke.
+    Status on_control();
+    // Serves what the driver made available on `queue`.
+    Status on_kick(std::uint32_t queue);
+
+private:
+    TestDevice(loopback::ControlFile control, std::unique_ptr<RequestHandler> handler,
+               Misbehaviour misbehaviour, Logger log)
+        : control_(std::move(control)), handler_(std::move(handler)),
+          misbehaviour_(misbehaviour), log_(std::move(log))
+    {
+    }
+    Status setup(const loopback::DeviceParams& params);
+    Status handle_message(const virtio_loopback_msg& msg);
+    Status activate_queues();
+    Status serve(std::uint32_t queue);
+
+    loopback::ControlFile control_;
+    std::unique_ptr<RequestHandler> handler_;
+    Misbehaviour misbehaviour_;
+    Logger log_;
+    loopback::WindowFd window_fd_;
+    Mapping window_;
+    virtq::GuestMemory memory_;
+    std::vector<EventFd> kicks_;
+    std::vector<EventFd> calls_;
+    std::vector<std::optional<virtq::SplitQueue>> queues_;
+    std::uint64_t driver_features_ = 0;
+    bool driver_ok_ = false;
+    std::uint64_t completed_ = 0;
+};
+
+} // namespace vl::testdev
