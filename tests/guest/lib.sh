@@ -89,3 +89,8 @@ arm_hung_task_detector() {
 	echo "$1" >/proc/sys/kernel/hung_task_timeout_secs
 	echo 1 >/proc/sys/kernel/hung_task_warnings 2>/dev/null || true
 }
+
+# Number of devices the transport still has (parents in sysfs).
+loopback_devices() {
+	ls /sys/devices/virtual/misc/virtio-loopback/ 2>/dev/null | grep -c '^virtio-loopback\.' || true
+}
