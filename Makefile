@@ -42,7 +42,11 @@ test-vm: all
 demo: all
 	@scripts/demo.sh
 
+# Kernel coding style of the module (needs Debian's linux-source; not in CI).
+checkpatch:
+	@scripts/checkpatch.sh
+
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps userspace modules test test-unit test-vm demo clean
+.PHONY: all deps userspace modules test test-unit test-vm demo checkpatch clean

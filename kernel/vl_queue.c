@@ -64,8 +64,9 @@ static void __vl_track_avail(struct vl_queue *q)
 		q->track_lost = true;
 	virtio_rmb(true);
 	for (; q->avail_seen != idx; q->avail_seen++) {
-		head = virtio16_to_cpu(vdev,
-			READ_ONCE(q->avail->ring[q->avail_seen % q->num]));
+		__virtio16 entry = READ_ONCE(q->avail->ring[q->avail_seen % q->num]);
+
+		head = virtio16_to_cpu(vdev, entry);
 		if (head < q->num)
 			set_bit(head, q->inflight);
 	}
@@ -88,8 +89,9 @@ static void __vl_track_used(struct vl_queue *q)
 		q->track_lost = true;
 	virtio_rmb(true);
 	for (; q->used_seen != idx; q->used_seen++) {
-		head = virtio32_to_cpu(vdev,
-			READ_ONCE(q->used->ring[q->used_seen % q->num].id));
+		__virtio32 id = READ_ONCE(q->used->ring[q->used_seen % q->num].id);
+
+		head = virtio32_to_cpu(vdev, id);
 		if (head < q->num)
 			clear_bit(head, q->inflight);
 	}

@@ -67,6 +67,11 @@ static int vl_send_msg(struct vl_device *vl, struct virtio_loopback_msg *msg)
 	return ret;
 }
 
+static bool vl_msg_readable(struct vl_device *vl)
+{
+	return READ_ONCE(vl->msg_state) == VL_MSG_QUEUED || vl_is_dead(vl);
+}
+
 ssize_t vl_msg_read(struct vl_device *vl, char __user *buf, size_t count,
 		    bool nonblock)
 {
@@ -90,9 +95,7 @@ ssize_t vl_msg_read(struct vl_device *vl, char __user *buf, size_t count,
 		spin_unlock(&vl->msg_lock);
 		if (nonblock)
 			return -EAGAIN;
-		err = wait_event_interruptible(vl->msg_wq,
-				READ_ONCE(vl->msg_state) == VL_MSG_QUEUED ||
-				vl_is_dead(vl));
+		err = wait_event_interruptible(vl->msg_wq, vl_msg_readable(vl));
 		if (err)
 			return err;
 	}

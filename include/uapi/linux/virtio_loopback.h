@@ -115,11 +115,14 @@ struct virtio_loopback_info {
 	__u32 reserved[7];
 };
 
+/*
+ * Device states. BROKEN: the kernel gave up on user space (a reply timed
+ * out, or DRIVER_OK was refused); requests fail, only close() is useful.
+ */
 #define VIRTIO_LOOPBACK_STATE_NONE 0    /* file open, no device yet */
 #define VIRTIO_LOOPBACK_STATE_CREATED 1 /* created, not started */
 #define VIRTIO_LOOPBACK_STATE_STARTED 2 /* registered with the virtio core */
-#define VIRTIO_LOOPBACK_STATE_BROKEN 3  /* gave up (timeout, abort): requests
-					 * fail, only close() is useful */
+#define VIRTIO_LOOPBACK_STATE_BROKEN 3  /* see above */
 
 /**
  * struct virtio_loopback_window - VIRTIO_LOOPBACK_IOC_GET_WINDOW result
@@ -232,10 +235,12 @@ struct virtio_loopback_config {
  * exactly one struct virtio_loopback_reply with the message's id. A reply
  * that does not come within timeout_ms breaks the device.
  */
+/*
+ * Message types. On RESET, stop using the rings before replying: they are
+ * freed right after the reply.
+ */
 #define VIRTIO_LOOPBACK_MSG_SET_STATUS 1 /* the driver wrote the status */
-#define VIRTIO_LOOPBACK_MSG_RESET 2      /* the driver reset the device:
-					  * stop using the rings before
-					  * replying, they are freed after */
+#define VIRTIO_LOOPBACK_MSG_RESET 2      /* the driver reset the device */
 #define VIRTIO_LOOPBACK_MSG_SET_CONFIG 3 /* the driver wrote config bytes */
 
 /**
@@ -299,9 +304,11 @@ struct virtio_loopback_reply {
 /* Attaches (or detaches, -1) a queue's kick and call eventfds. */
 #define VIRTIO_LOOPBACK_IOC_SET_QUEUE_FDS \
 	_IOW(VIRTIO_LOOPBACK_IOC_MAGIC, 0x04, struct virtio_loopback_queue_fds)
-/* Registers the device with the virtio core; drivers may probe it at once
+/*
+ * Registers the device with the virtio core; drivers may probe it at once
  * (their messages arrive on the file), so call it from the loop that
- * answers messages or just before entering it. */
+ * answers messages or just before entering it.
+ */
 #define VIRTIO_LOOPBACK_IOC_START _IO(VIRTIO_LOOPBACK_IOC_MAGIC, 0x05)
 /* Size and ring addresses of one queue. */
 #define VIRTIO_LOOPBACK_IOC_GET_QUEUE \
