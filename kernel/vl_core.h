@@ -199,6 +199,7 @@ void vl_queue_detach(struct vl_queue *q);
 void vl_queue_release_fds(struct vl_queue *q);
 void vl_queue_interrupt(struct vl_queue *q);
 void vl_queue_fail_inflight(struct vl_queue *q);
+int vl_queue_requeue(struct vl_queue *q, u32 *base, u32 *count);
 
 /* vl_virtio.c */
 void vl_virtio_setup(struct vl_device *vl);

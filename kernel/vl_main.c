@@ -347,6 +347,28 @@ out:
 	return err;
 }
 
+static int vl_ioctl_requeue(struct vl_device *vl, void __user *argp)
+{
+	struct virtio_loopback_requeue rq;
+	int err;
+
+	if (copy_from_user(&rq, argp, sizeof(rq)))
+		return -EFAULT;
+	if (rq.flags)
+		return -EINVAL;
+	err = vl_check_usable(vl);
+	if (err)
+		return err;
+	if (rq.index >= vl->num_queues)
+		return -EINVAL;
+	mutex_lock(&vl->vqs_lock);
+	err = vl_queue_requeue(&vl->queues[rq.index], &rq.base, &rq.count);
+	mutex_unlock(&vl->vqs_lock);
+	if (err)
+		return err;
+	return copy_to_user(argp, &rq, sizeof(rq)) ? -EFAULT : 0;
+}
+
 static long vl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct vl_device *vl = file->private_data;
@@ -381,6 +403,9 @@ static long vl_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		break;
 	case VIRTIO_LOOPBACK_IOC_SET_CONFIG:
 		ret = vl_ioctl_set_config(vl, argp);
+		break;
+	case VIRTIO_LOOPBACK_IOC_REQUEUE:
+		ret = vl_ioctl_requeue(vl, argp);
 		break;
 	default:
 		ret = -ENOTTY;

@@ -416,6 +416,45 @@ void vl_queue_detach(struct vl_queue *q)
 	q->used = NULL;
 }
 
+/* --- handing a queue to a new back-end --------------------------------- */
+
+/*
+ * VIRTIO_LOOPBACK_IOC_REQUEUE: after a back-end died with requests taken
+ * but not completed, rewrite the available ring so that all outstanding
+ * heads follow the used index. Entries before the driver's avail index are
+ * never read again by the driver, and the driver cannot write them while
+ * they are outstanding, so rewriting them is safe. Caller holds vqs_lock;
+ * no back-end may be serving the queue.
+ */
+int vl_queue_requeue(struct vl_queue *q, u32 *base, u32 *count)
+{
+	struct virtio_device *vdev = &q->vl->vdev;
+	unsigned int outstanding;
+	u16 used_idx, pos, head;
+	int err = 0;
+
+	if (!q->vq)
+		return -EAGAIN;
+	spin_lock_irq(&q->track_lock);
+	__vl_track_used(q);
+	used_idx = vl_used_idx(q);
+	outstanding = bitmap_weight(q->inflight, q->num);
+	if (q->track_lost || outstanding != (u16)(q->avail_seen - used_idx)) {
+		/* The rings disagree with what we saw: do not guess. */
+		err = -EIO;
+		goto out;
+	}
+	pos = used_idx;
+	for_each_set_bit(head, q->inflight, q->num)
+		q->avail->ring[pos++ % q->num] = cpu_to_virtio16(vdev, head);
+	virtio_wmb(true);
+	*base = used_idx;
+	*count = outstanding;
+out:
+	spin_unlock_irq(&q->track_lock);
+	return err;
+}
+
 /* --- failing in-flight requests ----------------------------------------- */
 
 /*

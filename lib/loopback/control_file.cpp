@@ -162,6 +162,14 @@ Status ControlFile::set_config(std::uint32_t offset, std::span<const std::byte> 
     return ioctl_status(VIRTIO_LOOPBACK_IOC_SET_CONFIG, &cfg, "VIRTIO_LOOPBACK_IOC_SET_CONFIG");
 }
 
+Result<Requeued> ControlFile::requeue(std::uint32_t index)
+{
+    virtio_loopback_requeue rq{};
+    rq.index = index;
+    VL_TRY(ioctl_status(VIRTIO_LOOPBACK_IOC_REQUEUE, &rq, "VIRTIO_LOOPBACK_IOC_REQUEUE"));
+    return Requeued{rq.base, rq.count};
+}
+
 Result<std::optional<virtio_loopback_msg>> ControlFile::read_message()
 {
     virtio_loopback_msg msg{};

@@ -38,6 +38,11 @@ struct QueueInfo {
     std::uint64_t used = 0;
 };
 
+struct Requeued {
+    std::uint32_t base = 0;  // vring base for the next back-end
+    std::uint32_t count = 0; // requests put back in the available ring
+};
+
 struct WindowFd {
     UniqueFd fd;
     std::uint64_t size = 0;
@@ -64,6 +69,8 @@ public:
     Status interrupt(std::uint32_t index);
     Status config_changed();
     Status set_config(std::uint32_t offset, std::span<const std::byte> bytes, bool notify);
+    // After a back-end was lost mid-flight: see VIRTIO_LOOPBACK_IOC_REQUEUE.
+    Result<Requeued> requeue(std::uint32_t index);
 
     // The next message if one is waiting (the file is non-blocking), or
     // nullopt. An error means the device broke (EIO) or the call failed.

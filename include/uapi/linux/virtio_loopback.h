@@ -225,6 +225,27 @@ struct virtio_loopback_config {
 
 #define VIRTIO_LOOPBACK_CONFIG_NOTIFY (1u << 0)
 
+/**
+ * struct virtio_loopback_requeue - VIRTIO_LOOPBACK_IOC_REQUEUE
+ * @index: (in) queue index, below num_queues
+ * @flags: (in) 0
+ * @base:  (out) the used index: the vring base to give the next back-end
+ * @count: (out) how many requests were put back
+ *
+ * Hands a queue to a new back-end after the previous one was lost without
+ * stopping the ring (it crashed): the available ring is rewritten so that
+ * every buffer the driver made available and no back-end has used follows
+ * the used index, whether or not the lost back-end had taken it. A new
+ * back-end that starts at @base then serves each of them exactly once.
+ * Only while no back-end serves the queue.
+ */
+struct virtio_loopback_requeue {
+	__u32 index;
+	__u32 flags;
+	__u32 base;
+	__u32 count;
+};
+
 /*
  * Messages: the kernel asks, user space answers.
  *
@@ -319,5 +340,8 @@ struct virtio_loopback_reply {
 /* Replaces config bytes in the kernel's cache. */
 #define VIRTIO_LOOPBACK_IOC_SET_CONFIG \
 	_IOW(VIRTIO_LOOPBACK_IOC_MAGIC, 0x08, struct virtio_loopback_config)
+/* Puts a lost back-end's unfinished requests back in the available ring. */
+#define VIRTIO_LOOPBACK_IOC_REQUEUE \
+	_IOWR(VIRTIO_LOOPBACK_IOC_MAGIC, 0x09, struct virtio_loopback_requeue)
 
 #endif /* _UAPI_LINUX_VIRTIO_LOOPBACK_H */

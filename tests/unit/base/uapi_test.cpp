@@ -20,6 +20,7 @@ static_assert(sizeof(virtio_loopback_config) == 272);
 static_assert(sizeof(virtio_loopback_msg) == 272);
 static_assert(offsetof(virtio_loopback_msg, status) == 8);
 static_assert(sizeof(virtio_loopback_reply) == 16);
+static_assert(sizeof(virtio_loopback_requeue) == 16);
 
 TEST(Uapi, IoctlNumbersEncodeTheStructSizes)
 {
