@@ -94,3 +94,17 @@ arm_hung_task_detector() {
 loopback_devices() {
 	ls /sys/devices/virtual/misc/virtio-loopback/ 2>/dev/null | grep -c '^virtio-loopback\.' || true
 }
+
+# Starts qemu-storage-daemon exporting IMAGE as vhost-user-blk on SOCKET
+# (removing a stale socket first); sets qsd_pid.
+start_qsd() { # image socket [num-queues]
+	rm -f "$2"
+	qemu-storage-daemon \
+		--blockdev driver=file,node-name=file,filename="$1" \
+		--blockdev driver=raw,node-name=disk,file=file \
+		--export type=vhost-user-blk,id=exp,node-name=disk,addr.type=unix,addr.path="$2",writable=on,num-queues="${3:-1}" &
+	qsd_pid=$!
+	wait_for_file "$2" 30 || fail "qemu-storage-daemon did not create $2"
+}
+
+now_ms() { echo $(($(date +%s%N) / 1000000)); }

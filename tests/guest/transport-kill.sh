@@ -12,7 +12,6 @@ arm_hung_task_detector 10
 load_module
 modprobe virtio_blk
 
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 run_case() { # name, vl-testdev options
 	name=$1

@@ -1,0 +1,495 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "device_link.hpp"
+
+#include <linux/virtio_config.h>
+#include <sys/epoll.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include <fmt/format.h>
+
+#include "virtqueue/ring.hpp"
+#include "vhost_user/backend_channel.hpp"
+
+namespace vl::adapter {
+
+namespace vu = vl::vhost_user;
+
+namespace {
+
+constexpr std::uint64_t bit(unsigned n) { return std::uint64_t{1} << n; }
+
+constexpr unsigned kFeatureVersion1 = 32;
+constexpr unsigned kFeatureAccessPlatform = 33;
+
+// Transport feature bits (24..49) the kernel device may offer; device bits
+// (0..23, 50..63) pass through unchanged.
+constexpr std::uint64_t kTransportBits = ((bit(50) - 1) & ~(bit(24) - 1));
+constexpr std::uint64_t kTransportBitsKept =
+    bit(virtq::kFeatureIndirectDesc) | bit(virtq::kFeatureEventIdx) | bit(kFeatureVersion1);
+
+// The protocol features the adapter uses when the back-end offers them.
+constexpr std::uint64_t kWantedProtocolFeatures =
+    vu::bit(vu::ProtocolFeature::mq) | vu::bit(vu::ProtocolFeature::reply_ack) |
+    vu::bit(vu::ProtocolFeature::config) | vu::bit(vu::ProtocolFeature::backend_req);
+
+constexpr auto kRetryInterval = std::chrono::milliseconds(200);
+
+} // namespace
+
+DeviceLink::DeviceLink(DeviceSpec spec, LinkSettings settings, EventLoop& loop, Logger log)
+    : spec_(std::move(spec)), settings_(std::move(settings)), loop_(loop), log_(std::move(log))
+{
+}
+
+DeviceLink::~DeviceLink() { shutdown(); }
+
+void DeviceLink::start(std::function<void(const Error&)> on_fatal)
+{
+    on_fatal_ = std::move(on_fatal);
+    connect_deadline_ = std::chrono::steady_clock::now() + settings_.connect_timeout;
+    try_connect();
+}
+
+void DeviceLink::shutdown()
+{
+    if (state_ == State::stopped)
+        return;
+    if (retry_timer_)
+        loop_.cancel(*retry_timer_);
+    if (grace_timer_)
+        loop_.cancel(*grace_timer_);
+    retry_timer_.reset();
+    grace_timer_.reset();
+    remove_device();
+    drop_backend();
+    state_ = State::stopped;
+}
+
+void DeviceLink::fail(const Error& why)
+{
+    log_.error("{}", why.message());
+    shutdown();
+    if (on_fatal_)
+        on_fatal_(why);
+}
+
+// --- stage 1: the back-end --------------------------------------------------
+
+void DeviceLink::try_connect()
+{
+    retry_timer_.reset();
+    Status connected = connect_backend();
+    if (!connected.ok()) {
+        drop_backend();
+        if (!ever_connected_ && std::chrono::steady_clock::now() >= connect_deadline_ &&
+            settings_.connect_timeout.count() > 0) {
+            fail(Error(fmt::format("no vhost-user back-end at {} after {} s: {} (start the "
+                                   "device first, e.g. vhost-user-{} -s {})",
+                                   spec_.socket, settings_.connect_timeout.count() / 1000,
+                                   connected.error().message(), spec_.type->name, spec_.socket)));
+            return;
+        }
+        log_.debug("back-end not available yet: {}", connected.error().message());
+        retry_later(kRetryInterval);
+        return;
+    }
+
+    if (state_ == State::disconnected) {
+        Status resumed = driver_ok_ ? start_rings(true) : ok_status();
+        if (!resumed.ok()) {
+            log_.error("resuming with the new back-end failed: {}", resumed.error().message());
+            drop_backend();
+            retry_later(kRetryInterval);
+            return;
+        }
+        if (grace_timer_)
+            loop_.cancel(*grace_timer_);
+        grace_timer_.reset();
+        state_ = State::running;
+        log_.info("back-end reconnected; {}", driver_ok_ ? "I/O resumed" : "waiting for the driver");
+        return;
+    }
+
+    Status created = create_device();
+    if (!created.ok()) {
+        fail(created.error().wrap("cannot create the device in the transport"));
+        return;
+    }
+    ever_connected_ = true;
+    state_ = State::running;
+}
+
+void DeviceLink::retry_later(std::chrono::milliseconds delay)
+{
+    auto timer = loop_.after(delay, [this] { try_connect(); });
+    if (!timer.ok()) {
+        fail(timer.error());
+        return;
+    }
+    retry_timer_ = *timer;
+}
+
+Status DeviceLink::connect_backend()
+{
+    VL_TRY_ASSIGN(auto frontend, vu::Frontend::connect(spec_.socket));
+    backend_.emplace(std::move(frontend));
+    VL_TRY(negotiate());
+    VL_TRY(loop_.watch(
+        backend_->connection().fd(), [this](std::uint32_t events) { on_backend_event(events); },
+        EPOLLIN | EPOLLRDHUP));
+    return ok_status();
+}
+
+Status DeviceLink::negotiate()
+{
+    VL_TRY_ASSIGN(std::uint64_t features, backend_->get_features());
+    if (!(features & bit(kFeatureVersion1)))
+        return Error(fmt::format("the back-end at {} does not offer VIRTIO_F_VERSION_1; "
+                                 "legacy devices are not supported",
+                                 spec_.socket));
+    protocol_features_ = 0;
+    if (features & vu::kFeatureProtocolFeatures) {
+        VL_TRY_ASSIGN(std::uint64_t offered, backend_->get_protocol_features());
+        protocol_features_ = offered & kWantedProtocolFeatures;
+        VL_TRY(backend_->set_protocol_features(protocol_features_));
+    }
+    VL_TRY(backend_->set_owner());
+
+    // A back-end that comes back must still offer what the driver uses.
+    if (control_ && (driver_features_ & ~bit(kFeatureAccessPlatform) & ~features))
+        return Error(fmt::format("the new back-end lacks features the driver uses "
+                                 "(offers {:#x}, driver uses {:#x})",
+                                 features, driver_features_));
+    backend_features_ = features;
+    if (vu::has(protocol_features_, vu::ProtocolFeature::backend_req))
+        VL_TRY(setup_backend_channel());
+    log_.debug("back-end features {:#x}, protocol features {:#x}", features, protocol_features_);
+    return ok_status();
+}
+
+// The back-end's own channel to us, for config-change notifications.
+Status DeviceLink::setup_backend_channel()
+{
+    VL_TRY_ASSIGN(auto pair, vu::Connection::pair());
+    VL_TRY(backend_->set_backend_req_fd(pair.second.fd()));
+    backend_channel_.emplace(std::move(pair.first));
+    return loop_.watch(backend_channel_->fd(),
+                       [this](std::uint32_t events) { on_backend_channel_event(events); });
+}
+
+void DeviceLink::drop_backend()
+{
+    if (backend_channel_) {
+        loop_.unwatch(backend_channel_->fd());
+        backend_channel_.reset();
+    }
+    if (backend_) {
+        loop_.unwatch(backend_->connection().fd());
+        backend_.reset();
+    }
+    rings_started_ = false;
+}
+
+// --- stage 2: the transport device ----------------------------------------
+
+Status DeviceLink::create_device()
+{
+    std::uint32_t queues = spec_.num_queues.value_or(spec_.type->num_queues);
+    if (vu::has(protocol_features_, vu::ProtocolFeature::mq)) {
+        VL_TRY_ASSIGN(std::uint64_t backend_queues, backend_->get_queue_num());
+        if (backend_queues == 0)
+            return Error("the back-end reports 0 queues");
+        queues = static_cast<std::uint32_t>(
+            std::min<std::uint64_t>(spec_.num_queues.value_or(static_cast<std::uint32_t>(backend_queues)),
+                                    backend_queues));
+    }
+    num_queues_ = queues;
+
+    loopback::DeviceParams params;
+    params.device_id = spec_.virtio_id;
+    params.features = backend_features_ & (~kTransportBits | kTransportBitsKept);
+    params.num_queues = queues;
+    params.max_queue_size = spec_.queue_size;
+    params.window_size = spec_.window_bytes;
+    params.timeout_ms = settings_.reply_timeout_ms;
+    if (spec_.config_size) {
+        if (!vu::has(protocol_features_, vu::ProtocolFeature::config))
+            return Error(fmt::format("the back-end does not offer the CONFIG protocol feature, "
+                                     "which a {} device needs to report its config space",
+                                     spec_.type->name));
+        VL_TRY_ASSIGN(params.config, backend_->get_config(0, spec_.config_size));
+    }
+    offered_features_ = params.features;
+
+    VL_TRY_ASSIGN(auto control, loopback::ControlFile::open(settings_.control_path));
+    VL_TRY(control.create(params));
+    VL_TRY_ASSIGN(window_, control.window());
+    kicks_.clear();
+    calls_.clear();
+    for (std::uint32_t q = 0; q < queues; ++q) {
+        VL_TRY_ASSIGN(auto kick, EventFd::create());
+        VL_TRY_ASSIGN(auto call, EventFd::create());
+        VL_TRY(control.set_queue_fds(q, kick.get(), call.get()));
+        kicks_.push_back(std::move(kick));
+        calls_.push_back(std::move(call));
+    }
+    control_.emplace(std::move(control));
+    VL_TRY(loop_.watch(control_->fd(), [this](std::uint32_t events) { on_control_event(events); }));
+    VL_TRY(control_->start());
+    driver_ok_ = false;
+    VL_TRY_ASSIGN(auto info, control_->info());
+    log_.info("virtio-loopback.{}: {} device (virtio id {}) on {}, {} queue(s) of up to {}, "
+              "window {} MiB",
+              info.index, spec_.type->name, spec_.virtio_id, spec_.socket, queues,
+              spec_.queue_size, window_.size >> 20);
+    return ok_status();
+}
+
+void DeviceLink::remove_device()
+{
+    if (!control_)
+        return;
+    loop_.unwatch(control_->fd());
+    control_.reset(); // the kernel fails what is pending and removes it
+    window_ = {};
+    kicks_.clear();
+    calls_.clear();
+    driver_ok_ = false;
+    rings_started_ = false;
+}
+
+// --- transport messages ---------------------------------------------------
+
+void DeviceLink::on_control_event(std::uint32_t events)
+{
+    Status s = (events & (EPOLLERR | EPOLLHUP))
+                   ? Status(Error("the kernel gave up on the device (a reply came too late)", EIO))
+                   : answer_messages();
+    if (s.ok())
+        return;
+    log_.error("{}; recreating the device", s.error().message());
+    remove_device();
+    drop_backend();
+    state_ = State::connecting;
+    retry_later(kRetryInterval);
+}
+
+Status DeviceLink::answer_messages()
+{
+    for (;;) {
+        VL_TRY_ASSIGN(auto msg, control_->read_message());
+        if (!msg)
+            return ok_status();
+        log_.debug("kernel: {}", loopback::describe_message(*msg));
+        Status handled = handle_message(*msg);
+        if (!handled.ok())
+            log_.error("{}: {}", loopback::describe_message(*msg), handled.error().message());
+        int result = handled.ok() ? 0 : -(handled.error().code() ? handled.error().code() : EIO);
+        VL_TRY(control_->reply(msg->id, result));
+    }
+}
+
+Status DeviceLink::handle_message(const virtio_loopback_msg& msg)
+{
+    switch (msg.type) {
+    case VIRTIO_LOOPBACK_MSG_SET_STATUS:
+        return on_status(msg.status.status, msg.status.driver_features);
+    case VIRTIO_LOOPBACK_MSG_RESET:
+        return on_reset();
+    case VIRTIO_LOOPBACK_MSG_SET_CONFIG:
+        return on_config_write(msg.config.offset,
+                               std::as_bytes(std::span(msg.config.data)).first(
+                                   std::min<std::size_t>(msg.config.len, sizeof(msg.config.data))));
+    default:
+        return Error(fmt::format("unknown message type {}", msg.type), EINVAL);
+    }
+}
+
+Status DeviceLink::on_status(std::uint32_t status, std::uint64_t driver_features)
+{
+    if ((status & VIRTIO_CONFIG_S_FEATURES_OK) && !driver_ok_) {
+        std::uint64_t unexpected = driver_features & ~offered_features_ &
+                                   ~(bit(kFeatureVersion1) | bit(kFeatureAccessPlatform));
+        if (unexpected)
+            return Error(fmt::format("the driver accepted features never offered: {:#x}", unexpected),
+                         EINVAL);
+        driver_features_ = driver_features;
+    }
+    if ((status & VIRTIO_CONFIG_S_DRIVER_OK) && !driver_ok_) {
+        driver_ok_ = true;
+        if (state_ == State::disconnected) {
+            log_.info("driver ready while the back-end is away: rings start when it returns");
+            return ok_status();
+        }
+        return start_rings(false);
+    }
+    return ok_status();
+}
+
+Status DeviceLink::on_reset()
+{
+    driver_ok_ = false;
+    driver_features_ = 0;
+    if (state_ != State::running)
+        return ok_status();
+    return stop_rings();
+}
+
+Status DeviceLink::on_config_write(std::uint32_t offset, std::span<const std::byte> data)
+{
+    if (state_ != State::running)
+        return Error("the back-end is away; the config write is lost", EIO);
+    if (!vu::has(protocol_features_, vu::ProtocolFeature::config))
+        return ok_status();
+    VL_TRY(backend_->set_config(offset, data));
+    // The write may change what the driver reads next (virtio-input's
+    // select/subsel): refresh the kernel's copy before answering.
+    return refresh_config(false);
+}
+
+Status DeviceLink::refresh_config(bool notify)
+{
+    if (!spec_.config_size || !control_)
+        return ok_status();
+    VL_TRY_ASSIGN(auto config, backend_->get_config(0, spec_.config_size));
+    return control_->set_config(0, config, notify);
+}
+
+// --- stage 3: the rings -----------------------------------------------------
+
+Status DeviceLink::start_rings(bool resume)
+{
+    std::uint64_t features = (driver_features_ & ~bit(kFeatureAccessPlatform)) |
+                             (backend_features_ & vu::kFeatureProtocolFeatures);
+    VL_TRY(backend_->set_features(features));
+
+    // The window is the back-end's whole memory: one region whose guest
+    // addresses are IOVAs. The user address is the same number, so ring
+    // addresses need no translation on our side.
+    vu::SharedRegion region;
+    region.region.guest_phys_addr = 0;
+    region.region.memory_size = window_.size;
+    region.region.userspace_addr = 0;
+    region.region.mmap_offset = 0;
+    region.fd = window_.fd.get();
+    VL_TRY(backend_->set_mem_table(std::span(&region, 1)));
+
+    bool enable_messages = backend_features_ & vu::kFeatureProtocolFeatures;
+    for (std::uint32_t q = 0; q < num_queues_; ++q) {
+        VL_TRY_ASSIGN(auto info, control_->queue(q));
+        if (!info.ready)
+            continue;
+        std::uint32_t base = 0;
+        if (resume) {
+            VL_TRY_ASSIGN(auto requeued, control_->requeue(q));
+            base = requeued.base;
+            log_.info("queue {}: resuming at {} with {} request(s) handed to the new back-end",
+                      q, requeued.base, requeued.count);
+        }
+        VL_TRY(backend_->set_vring_num(q, info.size));
+        VL_TRY(backend_->set_vring_base(q, base));
+        vu::VringAddr addr;
+        addr.index = q;
+        addr.desc_user_addr = info.desc;
+        addr.avail_user_addr = info.avail;
+        addr.used_user_addr = info.used;
+        VL_TRY(backend_->set_vring_addr(addr));
+        VL_TRY(backend_->set_vring_kick(q, kicks_[q].get()));
+        VL_TRY(backend_->set_vring_call(q, calls_[q].get()));
+        if (enable_messages)
+            VL_TRY(backend_->set_vring_enable(q, true));
+        // Requests may already wait in the ring (put back after a loss, or
+        // added before the back-end listened) with no kick left to come:
+        // ring the doorbell once so the back-end looks.
+        VL_TRY(kicks_[q].signal());
+    }
+    rings_started_ = true;
+    log_.info("driver ready: rings handed to the back-end (features {:#x})", driver_features_);
+    return ok_status();
+}
+
+Status DeviceLink::stop_rings()
+{
+    if (!rings_started_)
+        return ok_status();
+    rings_started_ = false;
+    bool enable_messages = backend_features_ & vu::kFeatureProtocolFeatures;
+    for (std::uint32_t q = 0; q < num_queues_; ++q) {
+        if (enable_messages)
+            VL_TRY(backend_->set_vring_enable(q, false));
+        // GET_VRING_BASE stops the ring: after the reply the back-end no
+        // longer touches it, so the kernel may free it.
+        auto base = backend_->get_vring_base(q);
+        if (!base.ok() && base.error().code() != EINVAL)
+            return base.error();
+    }
+    log_.info("device reset: rings stopped");
+    return ok_status();
+}
+
+// --- back-end events and loss ---------------------------------------------
+
+void DeviceLink::on_backend_event(std::uint32_t events)
+{
+    // A front-end expects nothing unsolicited on the main socket: anything
+    // readable is the end of the connection (or a protocol violation).
+    (void)events;
+    backend_lost(Error("the back-end closed its socket"));
+}
+
+void DeviceLink::on_backend_channel_event(std::uint32_t events)
+{
+    if (events & (EPOLLHUP | EPOLLERR)) {
+        loop_.unwatch(backend_channel_->fd());
+        return; // the main socket reports the loss
+    }
+    auto received = vu::receive_backend_request(*backend_channel_);
+    if (!received.ok()) {
+        loop_.unwatch(backend_channel_->fd());
+        return;
+    }
+    bool handled = false;
+    if (received->request == vu::BackendRequest::config_change_msg) {
+        Status s = refresh_config(true);
+        if (!s.ok())
+            log_.warn("config change: {}", s.error().message());
+        else
+            log_.info("the back-end changed its config space; driver notified");
+        handled = s.ok();
+    }
+    (void)vu::answer_backend_request(*backend_channel_, received->message, handled,
+                                     vu::has(protocol_features_, vu::ProtocolFeature::reply_ack));
+}
+
+void DeviceLink::backend_lost(const Error& why)
+{
+    drop_backend();
+    if (!control_) {
+        state_ = State::connecting;
+        retry_later(kRetryInterval);
+        return;
+    }
+    state_ = State::disconnected;
+    log_.warn("{}: keeping the device for {} s while waiting for the back-end to return",
+              why.message(), settings_.reconnect_grace.count() / 1000);
+    auto timer = loop_.after(settings_.reconnect_grace, [this] { on_grace_expired(); });
+    if (timer.ok())
+        grace_timer_ = *timer;
+    retry_later(kRetryInterval);
+}
+
+void DeviceLink::on_grace_expired()
+{
+    grace_timer_.reset();
+    if (state_ != State::disconnected)
+        return;
+    log_.warn("the back-end did not return within {} s: removing the device (pending requests "
+              "fail with I/O errors); it is recreated when the back-end returns",
+              settings_.reconnect_grace.count() / 1000);
+    remove_device();
+    state_ = State::connecting;
+}
+
+} // namespace vl::adapter

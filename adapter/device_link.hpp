@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "base/event_fd.hpp"
+#include "base/event_loop.hpp"
+#include "base/log.hpp"
+#include "base/result.hpp"
+#include "loopback/control_file.hpp"
+#include "options.hpp"
+#include "vhost_user/connection.hpp"
+#include "vhost_user/frontend.hpp"
+
+namespace vl::adapter {
+
+struct LinkSettings {
+    std::string control_path;
+    std::chrono::milliseconds connect_timeout;
+    std::chrono::milliseconds reconnect_grace;
+    std::uint32_t reply_timeout_ms;
+};
+
+// One vhost-user back-end wired to one device of the transport.
+//
+// Stage 1 (connect): read the back-end's features, protocol features, queue
+// count and config. Stage 2 (create): create the transport device with them
+// and answer its messages. Stage 3 (on DRIVER_OK): hand the back-end the
+// negotiated features, the DMA window as its memory table, and per queue
+// the ring addresses and the kick/call eventfds the kernel already holds.
+// From then on the doorbells go straight between kernel and back-end; the
+// link only wakes up for control messages, config changes and loss.
+//
+// Back-end loss: the kernel device stays while the link reconnects; the
+// kernel puts the requests the lost back-end had not completed back in
+// the available rings and the new back-end resumes from there. After the
+// grace period the device is removed (its pending requests fail) and the
+// link waits for the back-end to create a fresh one.
+class DeviceLink {
+public:
+    DeviceLink(DeviceSpec spec, LinkSettings settings, EventLoop& loop, Logger log);
+    ~DeviceLink();
+    DeviceLink(const DeviceLink&) = delete;
+    DeviceLink& operator=(const DeviceLink&) = delete;
+
+    // Starts connecting; `on_fatal` is called if the link gives up for good.
+    void start(std::function<void(const Error&)> on_fatal);
+    // Removes the device and disconnects (SIGTERM).
+    void shutdown();
+
+    [[nodiscard]] const DeviceSpec& spec() const { return spec_; }
+
+private:
+    enum class State {
+        connecting,   // no back-end, no kernel device
+        running,      // both; rings may or may not be started
+        disconnected, // kernel device kept, back-end lost, reconnecting
+        stopped,
+    };
+
+    // stage 1
+    void try_connect();
+    Status connect_backend();
+    Status negotiate();
+    Status setup_backend_channel();
+    // stage 2
+    Status create_device();
+    // transport messages
+    void on_control_event(std::uint32_t events);
+    Status answer_messages();
+    Status handle_message(const virtio_loopback_msg& msg);
+    Status on_status(std::uint32_t status, std::uint64_t driver_features);
+    Status on_reset();
+    Status on_config_write(std::uint32_t offset, std::span<const std::byte> data);
+    Status refresh_config(bool notify);
+    // stage 3
+    Status start_rings(bool resume);
+    Status stop_rings();
+    // back-end events and loss
+    void on_backend_event(std::uint32_t events);
+    void on_backend_channel_event(std::uint32_t events);
+    void backend_lost(const Error& why);
+    void retry_later(std::chrono::milliseconds delay);
+    void on_grace_expired();
+    void drop_backend();
+    void remove_device();
+    void fail(const Error& why);
+
+    DeviceSpec spec_;
+    LinkSettings settings_;
+    EventLoop& loop_;
+    Logger log_;
+    std::function<void(const Error&)> on_fatal_;
+    State state_ = State::connecting;
+    bool ever_connected_ = false; // the connect timeout applies before that
+    std::chrono::steady_clock::time_point connect_deadline_;
+    std::optional<EventLoop::TimerId> retry_timer_;
+    std::optional<EventLoop::TimerId> grace_timer_;
+
+    // Back-end side.
+    std::optional<vhost_user::Frontend> backend_;
+    std::optional<vhost_user::Connection> backend_channel_;
+    std::uint64_t backend_features_ = 0;
+    std::uint64_t protocol_features_ = 0;
+
+    // Transport side.
+    std::optional<loopback::ControlFile> control_;
+    loopback::WindowFd window_;
+    std::vector<EventFd> kicks_;
+    std::vector<EventFd> calls_;
+    std::uint32_t num_queues_ = 0;
+    std::uint64_t offered_features_ = 0; // what the kernel device offers
+    std::uint64_t driver_features_ = 0;  // what its driver accepted
+    bool driver_ok_ = false;
+    bool rings_started_ = false;
+};
+
+} // namespace vl::adapter
