@@ -51,10 +51,4 @@ fio --name=verify --filename="/dev/$disk" --rw=randwrite --bs=4k --size=8M --ioe
 	--iodepth=8 --direct=1 --verify=crc32c --output=/tmp/fio.out >/dev/null 2>&1 ||
 	{ cat /tmp/fio.out; fail "fio verify failed after reloading virtio_blk"; }
 
-kill -TERM "$adapter_pid"
-wait "$adapter_pid" || fail "the adapter exited with an error"
-kill -TERM "$qsd_pid"
-wait "$qsd_pid" 2>/dev/null || true
-unload_module
-check_kernel_log
-step PASS
+finish_adapter_test

@@ -54,10 +54,4 @@ start_qsd /tmp/disk.img /tmp/vub.sock 2
 disk=$(find_virtio_disk 30) || fail "no virtio disk after the back-end came back"
 dd if="/dev/$disk" of=/dev/null bs=1M count=16 iflag=direct status=none || fail "the fresh disk does not read"
 
-kill -TERM "$adapter_pid"
-wait "$adapter_pid" || fail "the adapter exited with an error"
-kill -TERM "$qsd_pid"
-wait "$qsd_pid" 2>/dev/null || true
-unload_module
-check_kernel_log
-step PASS
+finish_adapter_test

@@ -108,3 +108,46 @@ start_qsd() { # image socket [num-queues]
 }
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
+# The disk checks every block test makes: mkfs.ext4, MIB MiB of files,
+# unmount, drop caches, remount, checksums; then fio --verify=crc32c on
+# the raw disk over FIO_MIB MiB. disk_roundtrip DISK MIB FIO_MIB
+disk_roundtrip() {
+	step "mkfs.ext4 on /dev/$1, $2 MiB of files, remount, checksums"
+	mkfs.ext4 -q -F "/dev/$1" || fail "mkfs.ext4 failed"
+	mkdir -p /tmp/mnt
+	mount "/dev/$1" /tmp/mnt || fail "mount failed"
+	n=0
+	while [ $((n * 8)) -lt "$2" ]; do
+		n=$((n + 1))
+		dd if=/dev/urandom of=/tmp/mnt/file$n bs=1M count=8 status=none || fail "writing file$n failed"
+	done
+	(cd /tmp/mnt && sha256sum file*) >/tmp/sums
+	sync
+	umount /tmp/mnt || fail "umount failed"
+	echo 3 >/proc/sys/vm/drop_caches
+	mount "/dev/$1" /tmp/mnt || fail "remount failed"
+	(cd /tmp/mnt && sha256sum -c --quiet /tmp/sums) || fail "checksums differ after remount"
+	umount /tmp/mnt
+	step "fio --verify=crc32c on /dev/$1 ($3 MiB)"
+	fio --name=verify --filename="/dev/$1" --rw=randwrite --bs=4k --size="$3M" \
+		--ioengine=libaio --iodepth=16 --direct=1 --verify=crc32c --do_verify=1 \
+		--output=/tmp/fio.out >/dev/null 2>&1 || { cat /tmp/fio.out; fail "fio verify failed"; }
+}
+
+# Stops a process with SIGTERM and fails unless it exits with status 0.
+stop_cleanly() { # pid what
+	kill -TERM "$1"
+	wait "$1" || fail "$2 exited with status $? on SIGTERM"
+}
+
+# The end of every adapter test: adapter and back-end stopped, module
+# unloaded, kernel log checked.
+finish_adapter_test() {
+	[ -z "${adapter_pid:-}" ] || stop_cleanly "$adapter_pid" "the adapter"
+	kill -TERM "$qsd_pid" 2>/dev/null || true
+	wait "$qsd_pid" 2>/dev/null || true
+	unload_module
+	check_kernel_log
+	step PASS
+}
