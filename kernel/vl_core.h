@@ -60,6 +60,12 @@ struct vl_window {
 	struct page *sink;		/* mapped in place of revoked pages */
 	struct rw_semaphore revoke_lock; /* protects revoked against faults */
 	bool revoked;
+	/* Ranges user space may read but not write: the rings' driver parts. */
+	spinlock_t protect_lock;	/* protects protected[] */
+	struct {
+		u64 start;
+		u64 end;
+	} protected[VIRTIO_LOOPBACK_MAX_QUEUES];
 };
 
 /* One virtqueue of a device: its ring and its doorbells. */
@@ -96,11 +102,13 @@ struct vl_queue {
 	 * so that they can be failed when user space goes away. Updated on
 	 * every notify (avail side) and interrupt (used side).
 	 */
-	spinlock_t track_lock;		/* protects the four fields below */
-	unsigned long *inflight;	/* bitmap of num heads */
+	spinlock_t track_lock;		/* protects the fields below */
+	u16 *outstanding;		/* per head: times available - used */
 	u16 avail_seen;
 	u16 used_seen;
 	bool track_lost;
+	bool bad_used;			/* used_seen points at a bad entry */
+	u32 bad_head;
 };
 
 #define VL_QUEUE_KICK_PENDING	0	/* notified while no kick eventfd */
@@ -187,6 +195,9 @@ void vl_window_put(struct vl_window *win);
 void vl_window_revoke(struct vl_window *win);
 void *vl_window_ptr(struct vl_window *win, u64 iova, size_t len);
 bool vl_window_is_mapped(struct vl_window *win, u64 iova);
+void vl_window_protect(struct vl_window *win, unsigned int slot, u64 start,
+		       u64 len);
+void vl_window_unprotect(struct vl_window *win, unsigned int slot);
 size_t vl_window_default_size(u32 num_queues, u32 max_queue_size);
 extern const struct dma_map_ops vl_dma_ops;
 

@@ -17,14 +17,15 @@
  *
  * In-flight tracking: to fail the requests user space will never complete,
  * the transport must know which heads are outstanding. Every notify reads
- * the new avail entries and every interrupt the new used entries, into a
- * bitmap. This is exact as long as the driver does not make more than
+ * the new avail entries and every interrupt the new used entries, counting
+ * per head how often it was made available minus how often it was used
+ * (counts, not bits: a head used and made available again between two
+ * snapshots is seen as add, add, use). This is exact as long as the driver does not make more than
  * queue-size buffers available between two doorbells, which a driver that
  * relies on notifications or interrupts cannot do; if it happens anyway
  * the tracking is marked lost and the abort path falls back to failing
  * what the rings show.
  */
-#include <linux/bitmap.h>
 #include <linux/file.h>
 #include <linux/slab.h>
 #include <linux/virtio_blk.h>
@@ -68,14 +69,18 @@ static void __vl_track_avail(struct vl_queue *q)
 
 		head = virtio16_to_cpu(vdev, entry);
 		if (head < q->num)
-			set_bit(head, q->inflight);
+			q->outstanding[head]++;
 	}
 }
 
 /*
- * Forgets the heads the device has used since the last call. The avail
- * side is brought up to date first: a head is always made available before
- * it is used, so its bit is set before it is cleared.
+ * Forgets the heads the device has used since the last call, checking
+ * each: a head beyond the ring, or one that is not outstanding (used twice,
+ * never made available), would make the driver mark its queue broken and
+ * strand its requests. The walk stops at the first such entry and flags it;
+ * the caller then withholds the interrupt and fails the device, whose abort
+ * path overwrites the bad entries. The avail side is brought up to date
+ * first: a head is always made available before it is used.
  */
 static void __vl_track_used(struct vl_queue *q)
 {
@@ -85,15 +90,29 @@ static void __vl_track_used(struct vl_queue *q)
 
 	__vl_track_avail(q);
 	idx = vl_used_idx(q);
-	if ((u16)(idx - q->used_seen) > q->num)
-		q->track_lost = true;
+	/*
+	 * A device cannot complete more than a ring's worth between two
+	 * interrupts: the driver adds buffers only as it consumes them, and
+	 * it consumes them in our interrupts. A bigger jump is a broken ring.
+	 */
+	if ((u16)(idx - q->used_seen) > q->num) {
+		q->bad_used = true;
+		q->bad_head = U32_MAX;
+		return;
+	}
 	virtio_rmb(true);
 	for (; q->used_seen != idx; q->used_seen++) {
 		__virtio32 id = READ_ONCE(q->used->ring[q->used_seen % q->num].id);
 
 		head = virtio32_to_cpu(vdev, id);
-		if (head < q->num)
-			clear_bit(head, q->inflight);
+		if (q->track_lost)
+			continue;	/* nothing to check against */
+		if (head >= q->num || !q->outstanding[head]) {
+			q->bad_used = true;
+			q->bad_head = head;
+			break;
+		}
+		q->outstanding[head]--;
 	}
 }
 
@@ -102,18 +121,8 @@ static void vl_track_avail(struct vl_queue *q)
 	unsigned long flags;
 
 	spin_lock_irqsave(&q->track_lock, flags);
-	if (q->inflight)
+	if (q->outstanding)
 		__vl_track_avail(q);
-	spin_unlock_irqrestore(&q->track_lock, flags);
-}
-
-static void vl_track_used(struct vl_queue *q)
-{
-	unsigned long flags;
-
-	spin_lock_irqsave(&q->track_lock, flags);
-	if (q->inflight)
-		__vl_track_used(q);
 	spin_unlock_irqrestore(&q->track_lock, flags);
 }
 
@@ -169,19 +178,54 @@ bool vl_notify(struct virtqueue *vq)
 
 /* --- call --------------------------------------------------------------- */
 
-/* Runs the queue's vring interrupt, as a device interrupt would. */
+/* Whether the used ring holds an entry the driver must not see. */
+static bool vl_queue_used_is_bad(struct vl_queue *q)
+{
+	unsigned long flags;
+	bool bad;
+
+	spin_lock_irqsave(&q->track_lock, flags);
+	if (q->outstanding && !q->bad_used)
+		__vl_track_used(q);
+	bad = q->bad_used;
+	spin_unlock_irqrestore(&q->track_lock, flags);
+	return bad;
+}
+
+static void vl_queue_reject_used(struct vl_queue *q)
+{
+	if (q->bad_head == U32_MAX)
+		dev_warn_ratelimited(&q->vl->dev,
+				     "queue %u: the device moved the used index by more than the ring\n",
+				     q->index);
+	else
+		dev_warn_ratelimited(&q->vl->dev,
+				     "queue %u: the device returned head %u, which is not outstanding\n",
+				     q->index, q->bad_head);
+	vl_fail(q->vl, "the device broke the used ring");
+}
+
+/*
+ * Runs the queue's vring interrupt, as a device interrupt would; withholds
+ * it when the used ring holds an entry that would break the driver.
+ */
 void vl_queue_interrupt(struct vl_queue *q)
 {
 	unsigned long flags;
+	bool bad = false;
 
 	spin_lock_irqsave(&q->irq_lock, flags);
 	if (q->vq) {
-		vl_track_used(q);
-		vring_interrupt(0, q->vq);
-		/* The driver may have consumed more than we saw: catch up. */
-		vl_track_used(q);
+		bad = vl_queue_used_is_bad(q);
+		if (!bad) {
+			vring_interrupt(0, q->vq);
+			/* The driver may have consumed more: check it too. */
+			bad = vl_queue_used_is_bad(q);
+		}
 	}
 	spin_unlock_irqrestore(&q->irq_lock, flags);
+	if (bad)
+		vl_queue_reject_used(q);
 }
 
 static void vl_irq_work(struct work_struct *work)
@@ -365,7 +409,7 @@ int vl_queue_attach(struct vl_queue *q, struct virtqueue *vq)
 {
 	struct vl_window *win = q->vl->window;
 	unsigned int num = virtqueue_get_vring_size(vq);
-	unsigned long *inflight;
+	u16 *outstanding;
 
 	q->desc = vl_window_ptr(win, virtqueue_get_desc_addr(vq),
 				sizeof(struct vring_desc) * num);
@@ -376,15 +420,23 @@ int vl_queue_attach(struct vl_queue *q, struct virtqueue *vq)
 				struct_size(q->used, ring, num) + sizeof(u16));
 	if (WARN_ON(!q->desc || !q->avail || !q->used))
 		return -EINVAL;
-	inflight = bitmap_zalloc(num, GFP_KERNEL);
-	if (!inflight)
+	/*
+	 * The descriptor table and the available ring precede the used ring,
+	 * which starts on its own page (vl_setup_vq() asks for page
+	 * alignment): the pages before it are the driver's alone.
+	 */
+	vl_window_protect(win, q->index, virtqueue_get_desc_addr(vq),
+			  virtqueue_get_used_addr(vq) - virtqueue_get_desc_addr(vq));
+	outstanding = kcalloc(num, sizeof(*outstanding), GFP_KERNEL);
+	if (!outstanding)
 		return -ENOMEM;
 
 	spin_lock_irq(&q->track_lock);
-	q->inflight = inflight;
+	q->outstanding = outstanding;
 	q->avail_seen = 0;
 	q->used_seen = 0;
 	q->track_lost = false;
+	q->bad_used = false;
 	q->num = num;
 	spin_unlock_irq(&q->track_lock);
 
@@ -398,19 +450,20 @@ int vl_queue_attach(struct vl_queue *q, struct virtqueue *vq)
 /* Unbinds the virtqueue before it is deleted; caller holds vqs_lock. */
 void vl_queue_detach(struct vl_queue *q)
 {
-	unsigned long *inflight;
+	u16 *outstanding;
 
 	spin_lock_irq(&q->irq_lock);
 	q->vq = NULL;
 	spin_unlock_irq(&q->irq_lock);
 	flush_work(&q->irq_work);
+	vl_window_unprotect(q->vl->window, q->index);
 
 	spin_lock_irq(&q->track_lock);
-	inflight = q->inflight;
-	q->inflight = NULL;
+	outstanding = q->outstanding;
+	q->outstanding = NULL;
 	q->num = 0;
 	spin_unlock_irq(&q->track_lock);
-	bitmap_free(inflight);
+	kfree(outstanding);
 	q->desc = NULL;
 	q->avail = NULL;
 	q->used = NULL;
@@ -429,7 +482,7 @@ void vl_queue_detach(struct vl_queue *q)
 int vl_queue_requeue(struct vl_queue *q, u32 *base, u32 *count)
 {
 	struct virtio_device *vdev = &q->vl->vdev;
-	unsigned int outstanding;
+	unsigned int outstanding = 0;
 	u16 used_idx, pos, head;
 	int err = 0;
 
@@ -438,15 +491,21 @@ int vl_queue_requeue(struct vl_queue *q, u32 *base, u32 *count)
 	spin_lock_irq(&q->track_lock);
 	__vl_track_used(q);
 	used_idx = vl_used_idx(q);
-	outstanding = bitmap_weight(q->inflight, q->num);
-	if (q->track_lost || outstanding != (u16)(q->avail_seen - used_idx)) {
+	for (head = 0; head < q->num; head++) {
+		if (q->outstanding[head] > 1)
+			err = -EIO;
+		outstanding += q->outstanding[head];
+	}
+	if (err || q->track_lost || q->bad_used ||
+	    outstanding != (u16)(q->avail_seen - used_idx)) {
 		/* The rings disagree with what we saw: do not guess. */
 		err = -EIO;
 		goto out;
 	}
 	pos = used_idx;
-	for_each_set_bit(head, q->inflight, q->num)
-		q->avail->ring[pos++ % q->num] = cpu_to_virtio16(vdev, head);
+	for (head = 0; head < q->num; head++)
+		if (q->outstanding[head])
+			q->avail->ring[pos++ % q->num] = cpu_to_virtio16(vdev, head);
 	virtio_wmb(true);
 	*base = used_idx;
 	*count = outstanding;
@@ -573,10 +632,8 @@ static void vl_track_from_mappings(struct vl_queue *q)
 {
 	u16 head;
 
-	bitmap_zero(q->inflight, q->num);
 	for (head = 0; head < q->num; head++)
-		if (vl_head_is_live(q, head))
-			set_bit(head, q->inflight);
+		q->outstanding[head] = vl_head_is_live(q, head);
 	q->track_lost = false;
 	dev_warn(&q->vl->dev,
 		 "queue %u: in-flight tracking was lost; failing every head with live buffers\n",
@@ -602,12 +659,20 @@ void vl_queue_fail_inflight(struct vl_queue *q)
 		return;
 
 	spin_lock_irq(&q->track_lock);
-	__vl_track_used(q);
+	if (!q->bad_used)
+		__vl_track_used(q);
 	if (q->track_lost)
 		vl_track_from_mappings(q);
-	used_idx = vl_used_idx(q);
-	for_each_set_bit(head, q->inflight, q->num) {
-		clear_bit(head, q->inflight);
+	/*
+	 * Append after the last entry known good: anything the device wrote
+	 * beyond it (bad heads, an index that jumped) is overwritten, and the
+	 * driver never consumed past it.
+	 */
+	used_idx = q->used_seen;
+	for (head = 0; head < q->num; head++) {
+		if (!q->outstanding[head])
+			continue;
+		q->outstanding[head] = 0;
 		if (!vl_head_is_live(q, head))
 			continue;
 		vl_push_used(q, used_idx++, head,
@@ -615,6 +680,7 @@ void vl_queue_fail_inflight(struct vl_queue *q)
 		failed++;
 	}
 	q->used_seen = used_idx;
+	q->bad_used = false;
 	/* Make the driver notify on its next add, whatever user space set. */
 	q->used->flags = 0;
 	avail_event = (u16 *)&q->used->ring[q->num];
@@ -623,6 +689,13 @@ void vl_queue_fail_inflight(struct vl_queue *q)
 	WRITE_ONCE(q->used->idx, cpu_to_virtio16(vdev, used_idx));
 	spin_unlock_irq(&q->track_lock);
 
+	/*
+	 * A bad entry the driver did see made it mark the queue broken; the
+	 * ring is repaired now, so let it complete the failed requests rather
+	 * than leave them (and its removal) waiting forever.
+	 */
+	if (virtqueue_is_broken(q->vq))
+		__virtio_unbreak_device(vdev);
 	if (failed)
 		dev_dbg(&q->vl->dev, "queue %u: failed %u in-flight buffers\n",
 			q->index, failed);

@@ -297,7 +297,8 @@ static struct virtqueue *vl_setup_vq(struct vl_device *vl, unsigned int index,
 
 	if (index >= vl->num_queues)
 		return ERR_PTR(-ENOENT);
-	vq = vring_create_virtqueue(index, vl->max_queue_size, SMP_CACHE_BYTES,
+	/* Page-aligned used ring: see vl_queue_attach(). */
+	vq = vring_create_virtqueue(index, vl->max_queue_size, PAGE_SIZE,
 				    &vl->vdev, true, true, ctx, vl_notify,
 				    callback, name);
 	if (!vq)

@@ -23,6 +23,7 @@
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/mount.h>
+#include <linux/pagemap.h>
 #include <linux/pseudo_fs.h>
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
@@ -133,6 +134,44 @@ void *vl_window_ptr(struct vl_window *win, u64 iova, size_t len)
 	return win->vaddr + iova;
 }
 
+/* --- pages only the driver writes --------------------------------------- */
+
+static bool vl_window_is_protected(struct vl_window *win, u64 offset)
+{
+	bool hit = false;
+	unsigned int i;
+
+	spin_lock(&win->protect_lock);
+	for (i = 0; i < ARRAY_SIZE(win->protected) && !hit; i++)
+		hit = offset >= win->protected[i].start &&
+		      offset < win->protected[i].end;
+	spin_unlock(&win->protect_lock);
+	return hit;
+}
+
+/*
+ * Makes [start, start + len) read-only for user space, in slot `slot` (one
+ * per queue): mappings already writable are zapped, and later write faults
+ * are refused.
+ */
+void vl_window_protect(struct vl_window *win, unsigned int slot, u64 start,
+		       u64 len)
+{
+	spin_lock(&win->protect_lock);
+	win->protected[slot].start = start;
+	win->protected[slot].end = start + len;
+	spin_unlock(&win->protect_lock);
+	unmap_mapping_range(win->file->f_mapping, start, len, 1);
+}
+
+void vl_window_unprotect(struct vl_window *win, unsigned int slot)
+{
+	spin_lock(&win->protect_lock);
+	win->protected[slot].start = 0;
+	win->protected[slot].end = 0;
+	spin_unlock(&win->protect_lock);
+}
+
 /* Whether iova is the first byte of a live streaming mapping. */
 bool vl_window_is_mapped(struct vl_window *win, u64 iova)
 {
@@ -175,8 +214,29 @@ static vm_fault_t vl_window_fault(struct vm_fault *vmf)
 	}
 }
 
+/*
+ * Pages are mapped read-only first (the VMA is write-notified because this
+ * exists); the first write to each comes here. Writes to the rings' driver
+ * parts (descriptor tables, available rings) are refused: the driver reads
+ * descriptor flags back when it frees a chain, so a back-end that rewrote
+ * them could walk it off its free list.
+ */
+static vm_fault_t vl_window_page_mkwrite(struct vm_fault *vmf)
+{
+	struct vl_window *win = vmf->vma->vm_private_data;
+
+	if (vl_window_is_protected(win, (u64)vmf->pgoff << PAGE_SHIFT))
+		return VM_FAULT_SIGBUS;
+	/* Our pages have no page-cache mapping: lock here, or the core
+	 * would take the page for truncated and retry the fault forever.
+	 */
+	lock_page(vmf->page);
+	return VM_FAULT_LOCKED;
+}
+
 static const struct vm_operations_struct vl_window_vm_ops = {
 	.fault = vl_window_fault,
+	.page_mkwrite = vl_window_page_mkwrite,
 };
 
 static int vl_window_mmap(struct file *file, struct vm_area_struct *vma)
@@ -254,6 +314,7 @@ struct vl_window *vl_window_create(size_t size)
 		return ERR_PTR(-ENOMEM);
 	kref_init(&win->ref);
 	init_rwsem(&win->revoke_lock);
+	spin_lock_init(&win->protect_lock);
 	win->size = size;
 
 	/* Charged to the creator's memory cgroup: windows can be large. */
@@ -407,6 +468,19 @@ static bool vl_dma_lookup(struct vl_window *win, dma_addr_t iova, size_t size,
 	return true;
 }
 
+/*
+ * Whether [iova, iova + size) is exactly one live streaming mapping, as an
+ * unmap must name it. Anything else would free the wrong bounce slot.
+ */
+static bool vl_dma_is_mapping(struct vl_window *win, dma_addr_t iova,
+			      size_t size)
+{
+	unsigned long granule = iova >> VL_GRANULE_SHIFT;
+
+	return vl_window_is_mapped(win, iova) &&
+	       win->alloc_size[granule] == size;
+}
+
 static void vl_dma_unmap_page(struct device *dev, dma_addr_t iova,
 			      size_t size, enum dma_data_direction dir,
 			      unsigned long attrs)
@@ -414,8 +488,15 @@ static void vl_dma_unmap_page(struct device *dev, dma_addr_t iova,
 	struct vl_window *win = dev_to_window(dev);
 	phys_addr_t orig;
 
-	if (WARN_ON_ONCE(!vl_dma_lookup(win, iova, size, &orig)))
+	/* Reachable through a device that rewrote its descriptors (6.1's
+	 * detach follows descriptor flags in the ring): not a kernel bug.
+	 */
+	if (!vl_dma_is_mapping(win, iova, size) ||
+	    !vl_dma_lookup(win, iova, size, &orig)) {
+		dev_warn_ratelimited(dev, "unmap of %zu bytes at %pad: no such mapping\n",
+				     size, &iova);
 		return;
+	}
 	if (vl_dma_copies_from_device(dir))
 		vl_bounce(win->vaddr + iova, orig, size, false);
 	clear_bit(iova >> VL_GRANULE_SHIFT, win->starts);
@@ -430,7 +511,7 @@ static void vl_dma_sync_for_cpu(struct device *dev, dma_addr_t iova,
 	phys_addr_t orig;
 
 	if (vl_dma_copies_from_device(dir) &&
-	    !WARN_ON_ONCE(!vl_dma_lookup(win, iova, size, &orig)))
+	    vl_dma_lookup(win, iova, size, &orig))
 		vl_bounce(win->vaddr + iova, orig, size, false);
 }
 
@@ -441,7 +522,7 @@ static void vl_dma_sync_for_device(struct device *dev, dma_addr_t iova,
 	phys_addr_t orig;
 
 	if (vl_dma_copies_to_device(dir) &&
-	    !WARN_ON_ONCE(!vl_dma_lookup(win, iova, size, &orig)))
+	    vl_dma_lookup(win, iova, size, &orig))
 		vl_bounce(win->vaddr + iova, orig, size, true);
 }
 

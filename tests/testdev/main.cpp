@@ -40,6 +40,10 @@ Options:
       --ready-file=PATH   write PATH once every driver is ready
       --no-reply          never answer the kernel's messages
       --stall-after=N     stop completing requests after N of them
+      --sabotage=MODE     break the ring rules once --sabotage-after requests
+                          were served: bad-used-id, oversize-len, double-use,
+                          rewrite-desc, garbage-used-idx, call-storm
+      --sabotage-after=N  (default 0)
   -l, --log-level=LEVEL   error|warn|info|debug|trace (default info)
   -h, --help              this help
 
@@ -74,7 +78,7 @@ std::uint64_t parse_number(const char* option, const char* text)
 
 Options parse(int argc, char** argv)
 {
-    enum { kRng = 1000, kBlk, kCycles, kReady, kNoReply, kStall };
+    enum { kRng = 1000, kBlk, kCycles, kReady, kNoReply, kStall, kSabotage, kSabotageAfter };
     static const option longopts[] = {
         {"rng", optional_argument, nullptr, kRng},
         {"blk", required_argument, nullptr, kBlk},
@@ -85,6 +89,8 @@ Options parse(int argc, char** argv)
         {"ready-file", required_argument, nullptr, kReady},
         {"no-reply", no_argument, nullptr, kNoReply},
         {"stall-after", required_argument, nullptr, kStall},
+        {"sabotage", required_argument, nullptr, kSabotage},
+        {"sabotage-after", required_argument, nullptr, kSabotageAfter},
         {"log-level", required_argument, nullptr, 'l'},
         {"help", no_argument, nullptr, 'h'},
         {nullptr, 0, nullptr, 0},
@@ -109,6 +115,19 @@ Options parse(int argc, char** argv)
         case kReady: o.ready_file = optarg; break;
         case kNoReply: o.misbehaviour.no_reply = true; break;
         case kStall: o.misbehaviour.stall_after = parse_number("--stall-after", optarg); break;
+        case kSabotage: {
+            auto mode = parse_sabotage(optarg);
+            if (!mode) {
+                std::fprintf(stderr, "vl-testdev: unknown --sabotage '%s' (%s)\n", optarg,
+                             kSabotageNames);
+                std::exit(2);
+            }
+            o.misbehaviour.sabotage = *mode;
+            break;
+        }
+        case kSabotageAfter:
+            o.misbehaviour.sabotage_after = parse_number("--sabotage-after", optarg);
+            break;
         case 'l': {
             auto level = parse_log_level(optarg);
             if (!level) {

@@ -2,9 +2,29 @@
 #include "test_device.hpp"
 
 #include <linux/virtio_config.h>
+
+#include <atomic>
+#include <cstring>
+#include <utility>
 #include "virtqueue/ring.hpp"
 
 namespace vl::testdev {
+
+const char* const kSabotageNames =
+    "bad-used-id|oversize-len|double-use|rewrite-desc|garbage-used-idx|call-storm";
+
+std::optional<Sabotage> parse_sabotage(std::string_view name)
+{
+    static constexpr std::pair<std::string_view, Sabotage> kNames[] = {
+        {"bad-used-id", Sabotage::bad_used_id},   {"oversize-len", Sabotage::oversize_len},
+        {"double-use", Sabotage::double_use},     {"rewrite-desc", Sabotage::rewrite_desc},
+        {"garbage-used-idx", Sabotage::garbage_used_idx}, {"call-storm", Sabotage::call_storm},
+    };
+    for (auto [n, s] : kNames)
+        if (n == name)
+            return s;
+    return std::nullopt;
+}
 
 Result<std::unique_ptr<TestDevice>> TestDevice::create(std::unique_ptr<RequestHandler> handler,
                                                        Misbehaviour misbehaviour, Logger log)
@@ -31,6 +51,7 @@ Status TestDevice::setup(const loopback::DeviceParams& params)
         calls_.push_back(std::move(call));
     }
     queues_.resize(params.num_queues);
+    queue_info_.resize(params.num_queues);
     VL_TRY_ASSIGN(auto info, control_.info());
     log_.info("created virtio-loopback.{} (virtio id {}, {} queues, window {} KiB)", info.index,
               params.device_id, params.num_queues, window_fd_.size >> 10);
@@ -92,6 +113,7 @@ Status TestDevice::activate_queues()
         cfg.max_chain_len = handler_->max_chain_len();
         VL_TRY_ASSIGN(auto queue, virtq::SplitQueue::create(memory_, cfg));
         queues_[i].emplace(std::move(queue));
+        queue_info_[i] = info;
         log_.debug("queue {}: {} descriptors", i, info.size);
     }
     driver_ok_ = true;
@@ -121,7 +143,7 @@ Status TestDevice::serve(std::uint32_t index)
             if (!chain)
                 break;
             std::uint32_t len = handler_->handle(index, *chain);
-            VL_TRY(queue->push(chain->head(), len));
+            VL_TRY(complete(index, *chain, len));
             ++completed_;
             pushed = true;
         }
@@ -129,6 +151,81 @@ Status TestDevice::serve(std::uint32_t index)
     if (pushed && queue->needs_notification())
         VL_TRY(calls_.at(index).signal());
     return ok_status();
+}
+
+} // namespace vl::testdev
+
+namespace vl::testdev {
+
+Status TestDevice::complete(std::uint32_t queue, const virtq::DescriptorChain& chain,
+                            std::uint32_t len)
+{
+    if (misbehaviour_.sabotage == Sabotage::none || completed_ < misbehaviour_.sabotage_after)
+        return queues_.at(queue)->push(chain.head(), len);
+    return sabotage(queue, chain, len);
+}
+
+// Writes a used element and publishes it behind the SplitQueue's back.
+void TestDevice::raw_push(std::uint32_t queue, std::uint32_t id, std::uint32_t len)
+{
+    const auto& info = queue_info_.at(queue);
+    std::byte* used = ring_at(info.used);
+    auto* idx = reinterpret_cast<std::uint16_t*>(used + virtq::ring_offset::kIdx);
+    std::uint16_t next = *idx;
+    std::byte* elem = used + virtq::ring_offset::used_entry(next % info.size);
+    std::memcpy(elem, &id, 4);
+    std::memcpy(elem + 4, &len, 4);
+    std::atomic_thread_fence(std::memory_order_release);
+    *idx = static_cast<std::uint16_t>(next + 1);
+}
+
+Status TestDevice::sabotage(std::uint32_t queue, const virtq::DescriptorChain& chain,
+                            std::uint32_t len)
+{
+    auto& q = queues_.at(queue);
+    const auto& info = queue_info_.at(queue);
+    switch (misbehaviour_.sabotage) {
+    case Sabotage::bad_used_id:
+        raw_push(queue, info.size + 7, len);
+        return ok_status();
+    case Sabotage::oversize_len:
+        raw_push(queue, chain.head(), 1u << 30);
+        return ok_status();
+    case Sabotage::double_use:
+        VL_TRY(q->push(chain.head(), len));
+        raw_push(queue, chain.head(), len);
+        return ok_status();
+    case Sabotage::rewrite_desc: {
+        // Point the chain's descriptors outside the window, with absurd
+        // lengths and a NEXT flag on the last one, then complete it.
+        for (std::uint32_t i = 0, d = chain.head(); i < 4 && d < info.size; ++i) {
+            std::byte* desc = ring_at(info.desc) + d * virtq::kDescriptorSize;
+            std::uint16_t next = 0;
+            std::memcpy(&next, desc + 14, 2);
+            std::uint64_t addr = 0x7ffffffff000;
+            std::uint32_t huge = 0xfffffff0;
+            std::uint16_t flags = virtq::kDescFlagNext | virtq::kDescFlagWrite;
+            std::memcpy(desc, &addr, 8);
+            std::memcpy(desc + 8, &huge, 4);
+            std::memcpy(desc + 12, &flags, 2);
+            d = next;
+        }
+        return q->push(chain.head(), len);
+    }
+    case Sabotage::garbage_used_idx: {
+        auto* idx = reinterpret_cast<std::uint16_t*>(ring_at(info.used) + virtq::ring_offset::kIdx);
+        *idx = static_cast<std::uint16_t>(*idx + 1000);
+        return ok_status();
+    }
+    case Sabotage::call_storm:
+        VL_TRY(q->push(chain.head(), len));
+        for (int i = 0; i < 100000; ++i)
+            VL_TRY(calls_.at(queue).signal());
+        return ok_status();
+    case Sabotage::none:
+        break;
+    }
+    return q->push(chain.head(), len);
 }
 
 } // namespace vl::testdev

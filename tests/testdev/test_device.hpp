@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "base/event_fd.hpp"
@@ -17,10 +18,29 @@
 
 namespace vl::testdev {
 
+// How the device breaks the rules once `after` requests were served well,
+// to test the transport's defences against a hostile back-end.
+enum class Sabotage {
+    none,
+    bad_used_id,      // used entries with ids beyond the ring
+    oversize_len,     // used lengths far beyond the buffers
+    double_use,       // every head returned twice
+    rewrite_desc,     // descriptors rewritten (addresses, lengths, flags) before use
+    garbage_used_idx, // the used index jumps ahead
+    call_storm,       // the call eventfd signalled in a tight loop
+};
+
+// Parses "bad-used-id", ...; nullopt if unknown.
+std::optional<Sabotage> parse_sabotage(std::string_view name);
+// The list for --help.
+extern const char* const kSabotageNames;
+
 // Ways the test device can misbehave, to test the transport's defences.
 struct Misbehaviour {
-    bool no_reply = false;                  // never answer control messages
+    bool no_reply = false;                    // never answer control messages
     std::optional<std::uint64_t> stall_after; // stop completing after N requests
+    Sabotage sabotage = Sabotage::none;
+    std::uint64_t sabotage_after = 0;
 };
 
 // One device in the transport, served directly through the uapi: no
@@ -55,6 +75,10 @@ private:
     Status handle_message(const virtio_loopback_msg& msg);
     Status activate_queues();
     Status serve(std::uint32_t queue);
+    Status complete(std::uint32_t queue, const virtq::DescriptorChain& chain, std::uint32_t len);
+    Status sabotage(std::uint32_t queue, const virtq::DescriptorChain& chain, std::uint32_t len);
+    void raw_push(std::uint32_t queue, std::uint32_t id, std::uint32_t len);
+    std::byte* ring_at(std::uint64_t iova) const { return window_.data() + iova; }
 
     loopback::ControlFile control_;
     std::unique_ptr<RequestHandler> handler_;
@@ -66,6 +90,7 @@ private:
     std::vector<EventFd> kicks_;
     std::vector<EventFd> calls_;
     std::vector<std::optional<virtq::SplitQueue>> queues_;
+    std::vector<loopback::QueueInfo> queue_info_;
     std::uint64_t driver_features_ = 0;
     bool driver_ok_ = false;
     std::uint64_t completed_ = 0;
