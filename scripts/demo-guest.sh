@@ -36,7 +36,7 @@ ms() { echo $(($(date +%s%N) / 1000000)); }
 
 say "[1/7] loading the transport driver on Linux $(uname -r)"
 lsmod | grep -q '^virtio_loopback ' || insmod "$module" || die "insmod $module failed"
-for m in virtio_blk virtio_input virtio_rng; do modprobe "$m" 2>/dev/null || true; done
+for m in virtio_blk virtio_input virtio_rng evdev; do modprobe "$m" 2>/dev/null || true; done
 ls -l /dev/virtio-loopback
 
 say "[2/7] starting three vhost-user back-ends"

@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: Apache-2.0
+// vhost-user-blk: a virtio block device (virtio 1.2, 5.2) over a raw image
+// file, a block device, or nothing at all (the null target, for measuring
+// the transport alone).
+//
+// Requests: IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES; anything else is
+// answered VIRTIO_BLK_S_UNSUPP. Every request is checked (header present,
+// the readable/writable split its type needs, whole blocks, inside the
+// disk, a status byte) before it touches the disk; a malformed one is
+// answered VIRTIO_BLK_S_IOERR, or with nothing written if it has no byte
+// to put a status in. Nothing a driver sends can crash the back-end.
+//
+// I/O: one io_uring per queue, owned by the queue's worker thread; its
+// eventfd is watched by the worker and completions are reaped in
+// handle_event(). Reads and writes go straight between the disk and the
+// driver's buffers (readv/writev on the chain's guest memory: no copy in
+// the back-end), all requests taken in one process_queue() go to the
+// kernel with one io_uring_enter, and at most one operation per request is
+// in flight, so a queue never has more in flight than its ring has
+// entries; with every slot busy the queue pauses until completions free
+// one. Short transfers are resubmitted from where they stopped; EINTR and
+// EAGAIN are retried.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backend/device.hpp"
+#include "backend/program.hpp"
+#include "base/log.hpp"
+#include "base/mapping.hpp"
+#include "base/result.hpp"
+#include "blk/disk.hpp"
+
+namespace vl::blk
+{
+
+inline constexpr std::uint32_t kIdBytes = 20; // VIRTIO_BLK_ID_BYTES
+inline constexpr std::uint32_t kDefaultQueueSize = 256;
+inline constexpr std::uint32_t kMinQueueSize = 4; // seg_max = size - 2 must leave room
+inline constexpr std::uint32_t kMaxQueueSize = 32768;
+inline constexpr std::uint32_t kMaxQueues = 256;
+// Operations one queue keeps in flight at most (its io_uring's size, when
+// the ring is larger than this).
+inline constexpr std::uint32_t kMaxInFlight = 256;
+// Segments per DISCARD or WRITE_ZEROES request (max_discard_seg,
+// max_write_zeroes_seg). Linux merges up to this many ranges into one
+// request; each is one fallocate.
+inline constexpr std::uint32_t kMaxSegments = 32;
+
+// The validated configuration of the device.
+struct BlkConfig {
+    std::string path;                       // --blk-file; empty with --null
+    std::optional<std::uint64_t> null_size; // --null SIZE, in bytes
+    bool read_only = false;
+    bool direct = false;
+    std::uint32_t num_queues = 1;
+    std::uint32_t queue_size = kDefaultQueueSize;
+    std::string serial; // at most kIdBytes printable ASCII characters
+
+    static Result<BlkConfig> from_command_line(const backend::CommandLine& command_line);
+
+    friend bool operator==(const BlkConfig&, const BlkConfig&) = default;
+};
+
+// The device's own command line options.
+[[nodiscard]] std::vector<backend::OptionSpec> blk_options();
+
+// "4096", "64K", "512M", "2G", "1T" (powers of 1024) as bytes; `option`
+// names the option in the error message.
+Result<std::uint64_t> parse_size(std::string_view text, std::string_view option);
+
+class BlkDevice final : public backend::Device
+{
+  public:
+    // Opens the disk the config names and checks that io_uring works.
+    static Result<std::unique_ptr<BlkDevice>> create(const BlkConfig& config, Logger logger);
+    // A device over a disk already open (the config's path and null_size
+    // are not used).
+    static Result<std::unique_ptr<BlkDevice>> create(const BlkConfig& config, Disk disk,
+                                                     Logger logger);
+    ~BlkDevice() override;
+
+    [[nodiscard]] std::uint32_t num_queues() const override { return num_queues_; }
+    [[nodiscard]] std::uint32_t max_queue_size() const override { return queue_size_; }
+    [[nodiscard]] std::uint64_t features() const override { return features_; }
+    [[nodiscard]] std::uint64_t protocol_features() const override;
+    // seg_max data segments plus the header and the status byte.
+    [[nodiscard]] std::uint32_t max_chain_length() const override { return queue_size_; }
+
+    Result<std::vector<std::byte>> read_config(std::uint32_t offset, std::uint32_t size) override;
+    Status write_config(std::uint32_t offset, std::span<const std::byte> data) override;
+
+    Status queue_started(backend::QueueContext& ctx) override;
+    Status process_queue(backend::QueueContext& ctx) override;
+    Status handle_event(backend::QueueContext& ctx, std::uint64_t token) override;
+    void queue_stopped(backend::QueueContext& ctx) override;
+
+    [[nodiscard]] const Disk& disk() const noexcept { return disk_; }
+    // The serial GET_ID returns.
+    [[nodiscard]] const std::string& serial() const noexcept { return serial_; }
+
+  private:
+    class Queue; // one running queue's requests and io_uring (blk_device.cpp)
+
+    BlkDevice(const BlkConfig& config, Disk disk, Logger logger);
+    void build_config_space();
+
+    // Everything a request needs to know about the device; constant.
+    Disk disk_;
+    Logger logger_;
+    bool read_only_;
+    std::uint32_t num_queues_;
+    std::uint32_t queue_size_;
+    std::string serial_;
+    std::uint64_t features_ = 0;
+    std::uint32_t max_discard_sectors_ = 0;
+    std::uint32_t max_write_zeroes_sectors_ = 0;
+    std::vector<std::byte> config_space_;
+    // Read-only zeros that WRITE_ZEROES writes where fallocate cannot zero.
+    Mapping zeros_;
+
+    // What the file system turned out not to support (learnt on the first
+    // EOPNOTSUPP, by any queue): later requests skip the attempt.
+    std::atomic<bool> no_punch_hole_{false};
+    std::atomic<bool> no_zero_range_{false};
+
+    // One per queue index, each used only by that queue's worker between
+    // queue_started() and queue_stopped().
+    std::vector<std::unique_ptr<Queue>> queues_;
+};
+
+} // namespace vl::blk

@@ -1,0 +1,982 @@
+// SPDX-License-Identifier: Apache-2.0
+// vhost-user-blk: validation of its options, and the device served by the
+// framework (a session with its worker threads on one end of a socket
+// pair) to the user-space test driver (tests/driver) on the other: every
+// request type against an image file, malformed requests, read-only, the
+// null target, O_DIRECT with bounce buffers, long chains, more requests
+// than the io_uring holds, and a front-end that leaves with I/O in flight.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <linux/virtio_blk.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <array>
+#include <filesystem>
+#include <future>
+#include <numeric>
+
+#include "backend/frontend_notifier.hpp"
+#include "backend/program.hpp"
+#include "backend/session.hpp"
+#include "base/mapping.hpp"
+#include "blk/blk_device.hpp"
+#include "blk/io_ring.hpp"
+#include "blk_driver.hpp"
+#include "vhost_user/connection.hpp"
+
+namespace vl::blk
+{
+namespace
+{
+
+using namespace std::chrono_literals;
+using test_driver::BlkDriver;
+using test_driver::BlkOptions;
+using test_driver::BlkRequest;
+using test_driver::BlkRequestType;
+using test_driver::Buffer;
+using test_driver::VhostUserDriver;
+namespace fs = std::filesystem;
+
+constexpr std::uint64_t kImageBytes = 8 << 20;
+constexpr std::uint64_t kImageSectors = kImageBytes / kSectorSize;
+constexpr std::uint8_t kOk = VIRTIO_BLK_S_OK;
+constexpr std::uint8_t kIoErr = VIRTIO_BLK_S_IOERR;
+constexpr std::uint8_t kUnsupp = VIRTIO_BLK_S_UNSUPP;
+constexpr LogLevel kLogLevel = LogLevel::error;
+
+// ---------------------------------------------------------------------------
+// Options
+
+Result<BlkConfig> from_args(std::vector<std::string> args)
+{
+    backend::ProgramInfo info;
+    info.options = blk_options();
+    auto cl = backend::CommandLine::parse(args, backend::all_options(info));
+    if (!cl)
+        return cl.error();
+    return BlkConfig::from_command_line(*cl);
+}
+
+std::string error_of(std::vector<std::string> args)
+{
+    auto config = from_args(std::move(args));
+    return config.ok() ? std::string("(no error)") : config.error().message();
+}
+
+TEST(BlkConfig, DefaultsAndEveryOption)
+{
+    auto config = from_args({"-s", "/run/b.sock", "-b", "/images/disk-01.img"});
+    ASSERT_TRUE(config.ok()) << config.error().message();
+    EXPECT_EQ(config->path, "/images/disk-01.img");
+    EXPECT_FALSE(config->read_only);
+    EXPECT_FALSE(config->direct);
+    EXPECT_FALSE(config->null_size);
+    EXPECT_EQ(config->num_queues, 1U);
+    EXPECT_EQ(config->queue_size, kDefaultQueueSize);
+    EXPECT_EQ(config->serial, "disk-01.img") << "the file name by default";
+
+    config = from_args({"--blk-file=/dev/sdz", "-r", "--num-queues", "4", "--queue-size=1024",
+                        "--serial", "01234567890123456789", "--direct"});
+    ASSERT_TRUE(config.ok()) << config.error().message();
+    EXPECT_TRUE(config->read_only);
+    EXPECT_TRUE(config->direct);
+    EXPECT_EQ(config->num_queues, 4U);
+    EXPECT_EQ(config->queue_size, 1024U);
+    EXPECT_EQ(config->serial, "01234567890123456789");
+
+    config = from_args({"--null", "64M"});
+    ASSERT_TRUE(config.ok()) << config.error().message();
+    EXPECT_EQ(config->null_size, std::uint64_t{64} << 20);
+    EXPECT_EQ(config->serial, "null");
+
+    config = from_args({"-b", "/a/very-long-image-file-name.qcow-raw.img"});
+    ASSERT_TRUE(config.ok());
+    EXPECT_EQ(config->serial, "very-long-image-file") << "cut to 20 bytes";
+}
+
+TEST(BlkConfig, ErrorsSayWhatToChange)
+{
+    EXPECT_NE(error_of({"-s", "x"}).find("missing --blk-file FILE"), std::string::npos);
+    EXPECT_EQ(error_of({"-b", "d.img", "--null", "1M"}),
+              "give either --blk-file or --null, not both");
+    EXPECT_EQ(error_of({"--null", "1M", "--direct"}),
+              "--direct needs --blk-file: the null disk does no I/O");
+    EXPECT_EQ(error_of({"--null", "1000"}),
+              "--null 1000 is not a whole number of 512-byte sectors");
+    EXPECT_EQ(error_of({"--null", "0"}), "--null 0 is not a whole number of 512-byte sectors");
+    EXPECT_EQ(error_of({"--null", "12Q"}), "--null '12Q': unknown unit 'Q' (use K, M, G or T)");
+    EXPECT_EQ(error_of({"--null", "big"}),
+              "--null wants a size such as 1048576, 64M or 2G, got 'big'");
+    EXPECT_EQ(error_of({"--null", "99999999T"}), "--null 99999999T is too large");
+    EXPECT_EQ(error_of({"-b", "d", "--num-queues", "0"}), "--num-queues must be 1 to 256, got 0");
+    EXPECT_EQ(error_of({"-b", "d", "--num-queues", "257"}),
+              "--num-queues must be 1 to 256, got 257");
+    EXPECT_EQ(error_of({"-b", "d", "--queue-size", "100"}),
+              "--queue-size must be a power of two from 4 to 32768, got 100");
+    EXPECT_EQ(error_of({"-b", "d", "--queue-size", "2"}),
+              "--queue-size must be a power of two from 4 to 32768, got 2");
+    EXPECT_EQ(error_of({"-b", "d", "--serial", "012345678901234567890"}),
+              "--serial '012345678901234567890' is 21 bytes; a virtio-blk serial has at most 20");
+    EXPECT_EQ(error_of({"-b", "d", "--serial", "tab\there"}),
+              "--serial 'tab\there' has a character that is not printable ASCII");
+    EXPECT_EQ(error_of({"-b", "d", "--num-queues", "two"}),
+              "--num-queues wants a whole number of queues, got 'two'");
+}
+
+TEST(BlkConfig, ParseSize)
+{
+    EXPECT_EQ(parse_size("4096", "--x").value(), 4096U);
+    EXPECT_EQ(parse_size("4k", "--x").value(), 4096U);
+    EXPECT_EQ(parse_size("3M", "--x").value(), 3U << 20);
+    EXPECT_EQ(parse_size("2G", "--x").value(), std::uint64_t{2} << 30);
+    EXPECT_EQ(parse_size("1T", "--x").value(), std::uint64_t{1} << 40);
+    EXPECT_FALSE(parse_size("16777216T", "--x").ok()) << "2^64 overflows";
+    EXPECT_FALSE(parse_size("", "--x").ok());
+    EXPECT_FALSE(parse_size("-1", "--x").ok());
+    EXPECT_FALSE(parse_size("1MB", "--x").ok());
+}
+
+TEST(ConsumeIovecs, DropsWhatAShortTransferDid)
+{
+    std::array<std::byte, 64> mem{};
+    std::array<iovec, 3> iov{iovec{&mem[0], 10}, iovec{&mem[10], 20}, iovec{&mem[30], 30}};
+    EXPECT_EQ(consume_iovecs(iov, 0), 0U);
+    EXPECT_EQ(iov[0].iov_len, 10U);
+    EXPECT_EQ(consume_iovecs(iov, 4), 0U) << "inside the first";
+    EXPECT_EQ(iov[0].iov_base, &mem[4]);
+    EXPECT_EQ(iov[0].iov_len, 6U);
+    EXPECT_EQ(consume_iovecs(iov, 6), 1U) << "exactly the rest of the first";
+    EXPECT_EQ(consume_iovecs(std::span(iov).subspan(1), 25), 1U) << "the second and 5 more";
+    EXPECT_EQ(iov[2].iov_base, &mem[35]);
+    EXPECT_EQ(iov[2].iov_len, 25U);
+    EXPECT_EQ(consume_iovecs(std::span(iov).subspan(2), 25), 1U);
+}
+
+// ---------------------------------------------------------------------------
+// Test bench
+
+class TempDir
+{
+  public:
+    // Under /var/tmp, a disk file system on most machines (/tmp may be
+    // tmpfs, which refuses O_DIRECT before Linux 6.6).
+    TempDir()
+    {
+        std::string pattern = "/var/tmp/vl-blk-test-XXXXXX";
+        if (::mkdtemp(pattern.data()) == nullptr)
+            throw std::runtime_error("mkdtemp failed");
+        path_ = pattern;
+    }
+    ~TempDir() { fs::remove_all(path_); }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+  private:
+    std::string path_;
+};
+
+std::vector<std::byte> pattern(std::size_t len, unsigned seed)
+{
+    std::vector<std::byte> data(len);
+    for (std::size_t i = 0; i < len; ++i)
+        data[i] = static_cast<std::byte>((i * 131 + seed * 7 + i / 512) & 0xff);
+    return data;
+}
+
+std::vector<std::byte> file_bytes(const std::string& path, std::uint64_t offset, std::size_t len)
+{
+    std::vector<std::byte> out(len);
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    EXPECT_TRUE(fd.valid());
+    EXPECT_EQ(::pread(fd.get(), out.data(), len, static_cast<off_t>(offset)),
+              static_cast<ssize_t>(len));
+    return out;
+}
+
+void write_file(const std::string& path, std::uint64_t offset, std::span<const std::byte> data)
+{
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    ASSERT_TRUE(fd.valid());
+    ASSERT_EQ(::pwrite(fd.get(), data.data(), data.size(), static_cast<off_t>(offset)),
+              static_cast<ssize_t>(data.size()));
+}
+
+// Whether the page of `path` at `offset` is in the host's page cache.
+bool in_page_cache(const std::string& path, std::uint64_t offset)
+{
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+    auto map = Mapping::map(fd.get(), page, offset / page * page, PROT_READ, MAP_SHARED);
+    EXPECT_TRUE(map.ok());
+    unsigned char resident = 0;
+    EXPECT_EQ(::mincore(map->data(), page, &resident), 0);
+    return (resident & 1) != 0;
+}
+
+bool all_zero(std::span<const std::byte> bytes)
+{
+    return std::all_of(bytes.begin(), bytes.end(), [](std::byte b) { return b == std::byte{0}; });
+}
+
+// A device served by the framework on one end of a socket pair; the test
+// connects the test driver to the other end.
+class Served
+{
+  public:
+    explicit Served(backend::Device& device) : device_(device)
+    {
+        auto pair = vhost_user::Connection::pair();
+        EXPECT_TRUE(pair.ok());
+        auto& [front, back] = *pair;
+        front_.emplace(std::move(front));
+        stop_ = *EventFd::create();
+        session_ = std::async(std::launch::async, [this, conn = std::move(back)]() mutable {
+            const int fds[] = {stop_.get()};
+            return backend::serve_connection(device_, std::move(conn), notifier_, fds, {},
+                                             Logger("blk-test", kLogLevel));
+        });
+    }
+    Served(const Served&) = delete;
+    Served& operator=(const Served&) = delete;
+    ~Served()
+    {
+        front_.reset();
+        (void)stop_.signal();
+        (void)end();
+    }
+
+    Result<VhostUserDriver> connect()
+    {
+        test_driver::ConnectOptions options;
+        options.reply_timeout = 10s;
+        auto conn = std::move(*front_);
+        front_.reset();
+        return VhostUserDriver::connect(std::move(conn), options, Logger("driver", kLogLevel));
+    }
+    Result<BlkDriver> open(BlkOptions options = {})
+    {
+        options.request_timeout = 10s;
+        VL_TRY_ASSIGN(auto driver, connect());
+        return BlkDriver::start(std::move(driver), options);
+    }
+    // How the session ended (once the driver is gone).
+    Status end()
+    {
+        if (session_.valid())
+            result_ = session_.get();
+        return result_;
+    }
+
+  private:
+    backend::Device& device_;
+    backend::FrontendNotifier notifier_;
+    EventFd stop_;
+    std::optional<vhost_user::Connection> front_;
+    std::future<Status> session_;
+    Status result_;
+};
+
+struct Answer {
+    std::uint8_t status = 0xff;
+    std::uint32_t used_len = 0;
+};
+
+// Sends one request and waits for it.
+Answer run(BlkDriver& blk, const BlkRequest& request, std::uint32_t queue = 0)
+{
+    auto head = blk.submit(queue, request);
+    EXPECT_TRUE(head.ok()) << head.error().message();
+    if (!head)
+        return {};
+    auto used = blk.wait(queue);
+    EXPECT_TRUE(used.ok()) << used.error().message();
+    if (!used)
+        return {};
+    EXPECT_EQ(used->head, *head);
+    return {request.status(), used->len};
+}
+
+BlkRequest build(BlkDriver& blk, BlkRequestType type, std::uint64_t sector,
+                 std::span<const std::byte> out = {}, std::uint32_t in_len = 0,
+                 std::uint32_t segment_max = 0)
+{
+    auto r = BlkRequest::build(*blk.driver().pool(), type, sector, out, in_len, segment_max);
+    EXPECT_TRUE(r.ok()) << r.error().message();
+    return std::move(r).value();
+}
+
+// DISCARD / WRITE_ZEROES segments, as the device reads them.
+std::vector<std::byte> segments(std::initializer_list<std::array<std::uint64_t, 3>> ranges)
+{
+    std::vector<std::byte> out;
+    for (const auto& [sector, sectors, flags] : ranges) {
+        auto range =
+            test_driver::encode_blk_range(sector, static_cast<std::uint32_t>(sectors), false);
+        const std::uint32_t raw = htole32(static_cast<std::uint32_t>(flags)); // any bits
+        std::memcpy(range.data() + 12, &raw, 4);
+        out.insert(out.end(), range.begin(), range.end());
+    }
+    return out;
+}
+
+// A config with some fields set: cfg([](BlkConfig& c) { c.read_only = true; }).
+template <class Change> BlkConfig cfg(Change&& change)
+{
+    BlkConfig config;
+    change(config);
+    return config;
+}
+
+class BlkDeviceTest : public ::testing::Test
+{
+  protected:
+    BlkDeviceTest() : image_(dir_.file("disk.img"))
+    {
+        UniqueFd fd(::open(image_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+        EXPECT_EQ(::ftruncate(fd.get(), kImageBytes), 0);
+    }
+
+    std::unique_ptr<BlkDevice> make(BlkConfig config = {})
+    {
+        if (!config.null_size && config.path.empty())
+            config.path = image_;
+        if (config.serial.empty())
+            config.serial = "disk.img";
+        auto device = BlkDevice::create(config, Logger("blk", kLogLevel));
+        EXPECT_TRUE(device.ok()) << device.error().message();
+        return device.ok() ? std::move(device).value() : nullptr;
+    }
+
+    TempDir dir_;
+    std::string image_;
+};
+
+// ---------------------------------------------------------------------------
+// What the driver sees
+
+TEST_F(BlkDeviceTest, FeaturesAndConfigSpace)
+{
+    auto device = make(cfg([&](BlkConfig& c) {
+        c.num_queues = 2;
+        c.queue_size = 128;
+    }));
+    EXPECT_EQ(device->num_queues(), 2U);
+    EXPECT_EQ(device->max_queue_size(), 128U);
+    EXPECT_EQ(device->max_chain_length(), 128U) << "seg_max + header + status";
+    const std::uint64_t f = device->features();
+    for (unsigned b : {VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH,
+                       VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_WRITE_ZEROES})
+        EXPECT_TRUE(test_driver::has_feature(f, b)) << "bit " << b;
+    EXPECT_FALSE(test_driver::has_feature(f, VIRTIO_BLK_F_RO));
+    EXPECT_FALSE(test_driver::has_feature(f, VIRTIO_BLK_F_SIZE_MAX));
+
+    auto raw = device->read_config(0, 60);
+    ASSERT_TRUE(raw.ok());
+    auto config = test_driver::parse_blk_config(*raw, f);
+    ASSERT_TRUE(config.ok()) << config.error().message();
+    EXPECT_EQ(config->capacity_sectors, kImageSectors);
+    EXPECT_EQ(config->seg_max, 126U);
+    EXPECT_EQ(config->blk_size, 512U);
+    EXPECT_EQ(config->num_queues, 2U);
+    ASSERT_TRUE(config->discard && config->write_zeroes);
+    EXPECT_EQ(config->discard->max_segments, kMaxSegments);
+    EXPECT_EQ(config->discard->sector_alignment, 1U);
+    EXPECT_GE(config->discard->max_sectors, 1U << 16);
+    EXPECT_EQ(config->write_zeroes->max_segments, kMaxSegments);
+    EXPECT_TRUE(config->write_zeroes->may_unmap);
+
+    auto part = device->read_config(8, 4);
+    ASSERT_TRUE(part.ok());
+    EXPECT_TRUE(std::equal(part->begin(), part->end(), raw->begin() + 8));
+    auto beyond = device->read_config(0, 64);
+    ASSERT_FALSE(beyond.ok());
+    EXPECT_NE(beyond.error().message().find("has 60 bytes"), std::string::npos);
+    EXPECT_FALSE(device->read_config(61, 1).ok());
+    const std::array<std::byte, 1> wce{std::byte{1}};
+    EXPECT_FALSE(device->write_config(32, wce).ok()) << "no CONFIG_WCE: nothing is writable";
+
+    device.reset(); // it locks the image
+    auto one = make(cfg([&](BlkConfig& c) { c.read_only = true; }));
+    EXPECT_TRUE(test_driver::has_feature(one->features(), VIRTIO_BLK_F_RO));
+    EXPECT_FALSE(test_driver::has_feature(one->features(), VIRTIO_BLK_F_MQ));
+}
+
+TEST_F(BlkDeviceTest, OpenErrorsSayWhatToDo)
+{
+    auto missing = BlkDevice::create(cfg([&](BlkConfig& c) {
+                                         c.path = dir_.file("nope.img");
+                                         c.serial = "x";
+                                     }),
+                                     Logger("blk", kLogLevel));
+    ASSERT_FALSE(missing.ok());
+    EXPECT_NE(missing.error().message().find("nope.img: No such file or directory — create the "
+                                             "image first"),
+              std::string::npos)
+        << missing.error().message();
+
+    auto directory = BlkDevice::create(cfg([&](BlkConfig& c) {
+                                           c.path = "/var/tmp";
+                                           c.serial = "x";
+                                       }),
+                                       Logger("blk", kLogLevel));
+    ASSERT_FALSE(directory.ok());
+    EXPECT_NE(directory.error().message().find("neither a regular file nor a block device"),
+              std::string::npos);
+
+    const std::string tiny = dir_.file("tiny.img");
+    UniqueFd(::open(tiny.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)).reset();
+    auto empty = BlkDevice::create(cfg([&](BlkConfig& c) {
+                                       c.path = tiny;
+                                       c.serial = "x";
+                                   }),
+                                   Logger("blk", kLogLevel));
+    ASSERT_FALSE(empty.ok());
+    EXPECT_NE(empty.error().message().find("smaller than one 512-byte block"), std::string::npos);
+
+    // The first device locks the image; a second one is refused.
+    auto first = make();
+    auto second = BlkDevice::create(cfg([&](BlkConfig& c) {
+                                        c.path = image_;
+                                        c.serial = "x";
+                                    }),
+                                    Logger("blk", kLogLevel));
+    ASSERT_FALSE(second.ok());
+    EXPECT_NE(second.error().message().find("is in use"), std::string::npos)
+        << second.error().message();
+    auto reader = BlkDevice::create(cfg([&](BlkConfig& c) {
+                                        c.path = image_;
+                                        c.read_only = true;
+                                        c.serial = "x";
+                                    }),
+                                    Logger("blk", kLogLevel));
+    EXPECT_FALSE(reader.ok()) << "a writer excludes readers too";
+}
+
+// ---------------------------------------------------------------------------
+// Requests on an image file
+
+TEST_F(BlkDeviceTest, ReadsAndWritesReachTheImage)
+{
+    write_file(image_, 4096, pattern(8192, 1));
+    auto device = make();
+    Served served(*device);
+    auto blk = served.open();
+    ASSERT_TRUE(blk.ok()) << blk.error().message();
+
+    std::vector<std::byte> got(8192);
+    ASSERT_TRUE(blk->read(0, 8, got).ok());
+    EXPECT_EQ(got, pattern(8192, 1)) << "what was in the file";
+
+    const auto data = pattern(64 << 10, 2);
+    ASSERT_TRUE(blk->write(0, 1000, data).ok());
+    EXPECT_EQ(file_bytes(image_, 1000 * 512, data.size()), data) << "written to the file";
+    auto read = build(*blk, BlkRequestType::in, 1000, {}, 64 << 10);
+    const Answer a = run(*blk, read);
+    EXPECT_EQ(a.status, kOk);
+    EXPECT_EQ(a.used_len, (64U << 10) + 1) << "data and status";
+    EXPECT_TRUE(std::equal(data.begin(), data.end(), read.data().begin()));
+
+    // The last sector of the disk, and an empty read and write.
+    ASSERT_TRUE(blk->write(0, kImageSectors - 1, pattern(512, 3)).ok());
+    EXPECT_EQ(file_bytes(image_, kImageBytes - 512, 512), pattern(512, 3));
+    EXPECT_EQ(run(*blk, build(*blk, BlkRequestType::in, 5, {}, 0)).status, kOk);
+    EXPECT_EQ(run(*blk, build(*blk, BlkRequestType::out, 5)).status, kOk);
+
+    auto flush = build(*blk, BlkRequestType::flush, 0);
+    const Answer f = run(*blk, flush);
+    EXPECT_EQ(f.status, kOk);
+    EXPECT_EQ(f.used_len, 1U);
+}
+
+TEST_F(BlkDeviceTest, EveryQueueServesTheSameDisk)
+{
+    auto device = make(cfg([&](BlkConfig& c) { c.num_queues = 3; }));
+    Served served(*device);
+    auto blk = served.open();
+    ASSERT_TRUE(blk.ok()) << blk.error().message();
+    ASSERT_EQ(blk->queue_count(), 3U);
+    for (std::uint32_t q = 0; q < 3; ++q)
+        ASSERT_TRUE(blk->write(q, 64 * q, pattern(4096, q)).ok());
+    for (std::uint32_t q = 0; q < 3; ++q) {
+        std::vector<std::byte> got(4096);
+        ASSERT_TRUE(blk->read((q + 1) % 3, 64 * q, got).ok());
+        EXPECT_EQ(got, pattern(4096, q));
+    }
+}
+
+TEST_F(BlkDeviceTest, GetIdIsTheSerialNulPaddedToTwentyBytes)
+{
+    auto device = make(cfg([&](BlkConfig& c) { c.serial = "disk.img"; }));
+    Served served(*device);
+    auto blk = served.open();
+    ASSERT_TRUE(blk.ok()) << blk.error().message();
+    EXPECT_EQ(blk->get_id(0).value(), "disk.img");
+
+    auto exact = build(*blk, BlkRequestType::get_id, 0, {}, 20);
+    std::fill(exact.data().begin(), exact.data().end(), std::byte{0x55});
+    Answer a = run(*blk, exact);
+    EXPECT_EQ(a.status, kOk);
+    EXPECT_EQ(a.used_len, 21U);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(exact.data().data()), 8), "disk.img");
+    EXPECT_TRUE(all_zero(exact.data().subspan(8))) << "NUL padding up to 20 bytes";
+
+    // A larger buffer gets 20 bytes; the rest stays untouched.
+    auto large = build(*blk, BlkRequestType::get_id, 0, {}, 32);
+    std::fill(large.data().begin(), large.data().end(), std::byte{0x55});
+    a = run(*blk, large);
+    EXPECT_EQ(a.used_len, 21U);
+    EXPECT_EQ(large.data()[20], std::byte{0x55});
+    // A smaller one gets what fits.
+    auto small = build(*blk, BlkRequestType::get_id, 0, {}, 4);
+    a = run(*blk, small);
+    EXPECT_EQ(a.status, kOk);
+    EXPECT_EQ(a.used_len, 5U);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(small.data().data()), 4), "disk");
+}
+
+TEST_F(BlkDeviceTest, GetIdOfAFullSerialHasNoTerminator)
+{
+    auto device = make(cfg([&](BlkConfig& c) { c.serial = "ABCDEFGHIJKLMNOPQRST"; }));
+    Served served(*device);
+    auto blk = served.open();
+    ASSERT_TRUE(blk.ok()) << blk.error().message();
+    auto id = build(*blk, BlkRequestType::get_id, 0, {}, 21);
+    std::fill(id.data().begin(), id.data().end(), std::byte{0x55});
+    EXPECT_EQ(run(*blk, id).used_len, 21U);
+    EXPECT_EQ(std::string(reinterpret_cast<const char*>(id.data().data()), 20),
+              "ABCDEFGHIJKLMNOPQRST");
+    EXPECT_EQ(id.data()[20], std::byte{0x55}) << "no NUL after 20 bytes";
+    EXPECT_EQ(blk->get_id(0).value(), "ABCDEFGHIJKLMNOPQRST");
+}
+
+TEST_F(BlkDeviceTest, WriteZeroesZeroesEverySegmentWithAndWithoutUnmap)
+{
+    write_file(image_, 0, pattern(1 << 20, 4));
+    auto device = make();
+    Served served(*device);
+    auto blk = served.open();
+    ASSERT_TRUE(blk.ok()) << blk.error().message();
+
+    ASSERT_TRUE(blk->write_zeroes(0, 8, 8, false).ok());
+    ASSERT_TRUE(blk->write_zeroes(0, 64, 16, true).ok());
+    const auto ranges = segments({{100, 3, 0}, {200, 1, 1}, {300, 0, 0}, {400, 10, 0}});
+    Answer a = run(*blk, build(*blk, BlkRequestType::write_zeroes, 0, ranges));
+    EXPECT_EQ(a.status, kOk);
+    EXPECT_EQ(a.used_len, 1U);
+
+    const auto file = file_bytes(image_, 0, 1 << 20);
+    const auto before = pattern(1 << 20, 4);
+    auto sectors = [&](std::uint64_t first, std::uint64_t count) {
+        return std::span(file).subspan(first * 512, count * 512);
+    };
+    EXPECT_TRUE(all_zero(sectors(8, 8)));
+    EXPECT_TRUE(all_zero(sectors(64, 16)));
+    EXPECT_TRUE(all_zero(sectors(100, 3)));
+    EXPECT_TRUE(all_zero(sectors(200, 1)));
+    EXPECT_TRUE(all_zero(sectors(400, 10)));
+    // Around them, nothing changed.
+    for (std::uint64_t s : {7, 16, 63, 80, 99, 103, 199, 201, 300, 399, 410})
+        EXPECT_TRUE(std::equal(sectors(s, 1).begin(), sectors(s, 1).end(),
+                               before.begin() + static_cast<std::ptrdiff_t>(s * 512)))
+            << "sector " << s;
+    EXPECT_EQ(fs::file_size(image_), kImageBytes) << "the image keeps its size";
+}
+
+TEST_F(BlkDeviceTest, DiscardCompletesAndKeepsTheImageSize)
+{
+    const auto before = pattern(1 << 20, 5);
+    write_file(image_, 0, before);
+    auto device = make();
+    Served served(*device);
+    auto blk = served.open();
+    ASSERT_TRUE(blk.ok()) << blk.error().message();
+    ASSERT_TRUE(blk->discard(0, 0, 64).ok());
+    const auto ranges = segments({{512, 256, 0}, {1024, 8, 0}});
+    EXPECT_EQ(run(*blk, build(*blk, BlkRequestType::discard, 0, ranges)).status, kOk);
+    EXPECT_EQ(fs::file_size(image_), kImageBytes);
+    // Outside the discarded ranges the data is intact.
+    EXPECT_EQ(file_bytes(image_, 64 * 512, 512),
+              std::vector(before.begin() + 64 * 512, before.begin() + 65 * 512));
+    ASSERT_TRUE(blk->write(0, 0, pattern(4096, 6)).ok()) << "the disk works on";
+    EXPECT_EQ(file_bytes(image_, 0, 4096), pattern(4096, 6));
+}
+
+// ---------------------------------------------------------------------------
+// Malformed and refused requests: answered, never a crash, and the queue
+// goes on serving.
+
+TEST_F(BlkDeviceTest, MalformedRequestsAreAnsweredIoErr)
+{
+    auto device = make();
+    Served served(*device);
+    auto blk = served.open();
+    ASSERT_TRUE(blk.ok()) << blk.error().message();
+    const auto sector = pattern(512, 7);
+
+    struct Case {
+        const char* what;
+        BlkRequest request;
+    };
+    std::vector<Case> cases;
+    cases.push_back(
+        {"read beyond the end", build(*blk, BlkRequestType::in, kImageSectors, {}, 512)});
+    cases.push_back(
+        {"read across the end", build(*blk, BlkRequestType::in, kImageSectors - 1, {}, 1024)});
+    cases.push_back(
+        {"write beyond the end", build(*blk, BlkRequestType::out, kImageSectors, sector)});
+    cases.push_back({"sector * 512 overflows",
+                     build(*blk, BlkRequestType::in, (~std::uint64_t{0} / 512) + 1, {}, 512)});
+    cases.push_back({"last sector + length wraps",
+                     build(*blk, BlkRequestType::out, ~std::uint64_t{0}, sector)});
+    cases.push_back({"read of 1000 bytes", build(*blk, BlkRequestType::in, 0, {}, 1000)});
+    cases.push_back({"write of 513 bytes", build(*blk, BlkRequestType::out, 0, pattern(513, 1))});
+    cases.push_back({"read with readable data", build(*blk, BlkRequestType::in, 0, sector, 512)});
+    cases.push_back({"write with writable data", build(*blk, BlkRequestType::out, 0, sector, 512)});
+    cases.push_back({"flush with data", build(*blk, BlkRequestType::flush, 0, sector)});
+    cases.push_back(
+        {"get-id with readable data", build(*blk, BlkRequestType::get_id, 0, sector, 20)});
+    cases.push_back(
+        {"write-zeroes without segments", build(*blk, BlkRequestType::write_zeroes, 0)});
+    cases.push_back({"discard with a partial segment",
+                     build(*blk, BlkRequestType::discard, 0, pattern(24, 1))});
+    std::vector<std::byte> many;
+    for (std::uint32_t k = 0; k <= kMaxSegments; ++k) {
+        auto r = test_driver::encode_blk_range(k, 1, false);
+        many.insert(many.end(), r.begin(), r.end());
+    }
+    cases.push_back({"33 segments", build(*blk, BlkRequestType::discard, 0, many)});
+    cases.push_back(
+        {"segment beyond the end", build(*blk, BlkRequestType::write_zeroes, 0,
+                                         segments({{0, 1, 0}, {kImageSectors, 1, 0}}))});
+    cases.push_back(
+        {"segment sector overflows",
+         build(*blk, BlkRequestType::discard, 0, segments({{~std::uint64_t{0} / 256, 1, 0}}))});
+    cases.push_back({"discard with data writable",
+                     build(*blk, BlkRequestType::discard, 0, segments({{0, 1, 0}}), 512)});
+    for (const Case& c : cases) {
+        const Answer a = run(*blk, c.request);
+        EXPECT_EQ(a.status, kIoErr) << c.what;
+    }
+    // Reads that fail report their data length (the device may have
+    // written some); everything else only the status byte.
+    EXPECT_EQ(run(*blk, build(*blk, BlkRequestType::in, kImageSectors, {}, 512)).used_len, 1U);
+
+    // Nothing was written, and the queue still works.
+    EXPECT_TRUE(all_zero(file_bytes(image_, 0, 4096)));
+    std::vector<std::byte> got(512);
+    ASSERT_TRUE(blk->write(0, 3, sector).ok());
+    ASSERT_TRUE(blk->read(0, 3, got).ok());
+    EXPECT_EQ(got, sector);
+}
+
+TEST_F(BlkDeviceTest, UnsupportedRequestsAreAnsweredUnsupp)
+{
+    auto device = make();
+    Served served(*device);
+    auto blk = served.open();
+    ASSERT_TRUE(blk.ok()) << blk.error().message();
+    for (std::uint32_t type : {2U, 3U, 10U, 14U, 16U, 99U, 0x80000001U}) {
+        const Answer a = run(*blk, build(*blk, static_cast<BlkRequestType>(type), 0, {}, 16));
+        EXPECT_EQ(a.status, kUnsupp) << "type " << type;
+        EXPECT_EQ(a.used_len, 1U);
+    }
+    // The spec's rules for flags: UNMAP on a discard, unknown bits anywhere.
+    EXPECT_EQ(run(*blk, build(*blk, BlkRequestType::discard, 0, segments({{0, 8, 1}}))).status,
+              kUnsupp);
+    EXPECT_EQ(
+        run(*blk, build(*blk, BlkRequestType::write_zeroes, 0, segments({{0, 8, 0}, {16, 8, 2}})))
+            .status,
+        kUnsupp);
+    EXPECT_EQ(run(*blk, build(*blk, BlkRequestType::discard, 0,
+                              segments({{kImageSectors, 8, 0x80000000}})))
+                  .status,
+              kUnsupp)
+        << "flags are looked at before ranges";
+}
+
+TEST_F(BlkDeviceTest, ChainsWithoutStatusOrHeader)
+{
+    write_file(image_, 0, pattern(4096, 8));
+    auto device = make();
+    Served served(*device);
+    auto conn = served.connect();
+    ASSERT_TRUE(conn.ok()) << conn.error().message();
+    VhostUserDriver& d = *conn;
+    test_driver::StartOptions start;
+    start.device_features = (std::uint64_t{1} << VIRTIO_BLK_F_FLUSH) |
+                            (std::uint64_t{1} << VIRTIO_BLK_F_SEG_MAX); // no DISCARD
+    ASSERT_TRUE(d.start(start).ok());
+    auto submit =
+        [&](std::vector<virtq::GuestBuffer> readable,
+            std::vector<virtq::GuestBuffer> writable) -> std::optional<virtq::UsedBuffer> {
+        auto head = d.submit(0, readable, writable);
+        EXPECT_TRUE(head.ok()) << head.error().message();
+        auto used = d.wait_used(0, 5s);
+        EXPECT_TRUE(used.ok()) << used.error().message();
+        if (!head || !used)
+            return std::nullopt;
+        EXPECT_EQ(used->head, *head);
+        return *used;
+    };
+    Buffer header = *d.allocate(16);
+    const auto read_header = test_driver::encode_blk_header(BlkRequestType::in, 0);
+    std::memcpy(header.bytes().data(), read_header.data(), 16);
+    Buffer data = *d.allocate(512);
+    Buffer status = *d.allocate(1);
+
+    // No writable byte at all: returned with nothing written.
+    status.bytes()[0] = std::byte{0xff};
+    auto used = submit({header.whole()}, {});
+    ASSERT_TRUE(used);
+    EXPECT_EQ(used->len, 0U);
+    // Only readable buffers, the "status" among them: still nothing written.
+    used = submit({header.whole(), data.whole(), status.whole()}, {});
+    ASSERT_TRUE(used);
+    EXPECT_EQ(used->len, 0U);
+    EXPECT_EQ(status.bytes()[0], std::byte{0xff});
+
+    // A header of 8 bytes.
+    used = submit({*header.slice(0, 8)}, {status.whole()});
+    ASSERT_TRUE(used);
+    EXPECT_EQ(status.bytes()[0], std::byte{kIoErr});
+    EXPECT_EQ(used->len, 1U);
+    // The header split over two descriptors is fine; the status byte is
+    // the last writable byte, even in the data's descriptor.
+    Buffer both = *d.allocate(513);
+    both.bytes()[512] = std::byte{0xff};
+    used = submit({*header.slice(0, 5), *header.slice(5, 11)}, {both.whole()});
+    ASSERT_TRUE(used);
+    EXPECT_EQ(both.bytes()[512], std::byte{kOk});
+    EXPECT_EQ(used->len, 513U);
+    EXPECT_TRUE(
+        std::equal(both.bytes().begin(), both.bytes().begin() + 512, pattern(4096, 8).begin()));
+
+    // DISCARD without the feature negotiated.
+    auto discard =
+        BlkRequest::build(*d.pool(), BlkRequestType::discard, 0, segments({{0, 8, 0}}), 0);
+    ASSERT_TRUE(discard.ok());
+    used = submit(std::vector(discard->readable().begin(), discard->readable().end()),
+                  std::vector(discard->writable().begin(), discard->writable().end()));
+    ASSERT_TRUE(used);
+    EXPECT_EQ(discard->status(), kUnsupp);
+    EXPECT_EQ(file_bytes(image_, 0, 4096), pattern(4096, 8)) << "nothing discarded";
+}
+
+TEST_F(BlkDeviceTest, ReadOnlyRefusesEveryWrite)
+{
+    write_file(image_, 0, pattern(4096, 9));
+    auto device = make(cfg([&](BlkConfig& c) { c.read_only = true; }));
+    Served served(*device);
+    auto blk = served.open();
+    ASSERT_TRUE(blk.ok()) << blk.error().message();
+    EXPECT_TRUE(blk->config().read_only);
+    EXPECT_EQ(run(*blk, build(*blk, BlkRequestType::out, 0, pattern(4096, 1))).status, kIoErr);
+    EXPECT_EQ(run(*blk, build(*blk, BlkRequestType::discard, 0, segments({{0, 8, 0}}))).status,
+              kIoErr);
+    EXPECT_EQ(run(*blk, build(*blk, BlkRequestType::write_zeroes, 0, segments({{0, 8, 1}}))).status,
+              kIoErr);
+    EXPECT_EQ(file_bytes(image_, 0, 4096), pattern(4096, 9)) << "the image is unchanged";
+    std::vector<std::byte> got(4096);
+    ASSERT_TRUE(blk->read(0, 0, got).ok());
+    EXPECT_EQ(got, pattern(4096, 9));
+    EXPECT_TRUE(blk->flush(0).ok());
+}
+
+// ---------------------------------------------------------------------------
+// The null target
+
+TEST_F(BlkDeviceTest, NullTargetReadsZerosAndKeepsNothing)
+{
+    auto device = make(cfg([](BlkConfig& c) {
+        c.null_size = std::uint64_t{1} << 40;
+        c.serial = "null";
+    }));
+    EXPECT_EQ(device->disk().capacity_sectors(), (std::uint64_t{1} << 40) / 512);
+    Served served(*device);
+    auto blk = served.open();
+    ASSERT_TRUE(blk.ok()) << blk.error().message();
+    EXPECT_EQ(blk->config().capacity_bytes(), std::uint64_t{1} << 40);
+    ASSERT_TRUE(blk->write(0, 12345, pattern(8192, 1)).ok());
+    auto read = build(*blk, BlkRequestType::in, 12345, {}, 8192);
+    std::fill(read.data().begin(), read.data().end(), std::byte{0xaa});
+    const Answer a = run(*blk, read);
+    EXPECT_EQ(a.status, kOk);
+    EXPECT_EQ(a.used_len, 8193U);
+    EXPECT_TRUE(all_zero(read.data())) << "reads return zeros";
+    EXPECT_TRUE(blk->flush(0).ok());
+    EXPECT_TRUE(blk->discard(0, 0, 1 << 20).ok());
+    EXPECT_TRUE(blk->write_zeroes(0, 8, 8, true).ok());
+    EXPECT_EQ(blk->get_id(0).value(), "null");
+    // Still validated like any disk.
+    EXPECT_EQ(run(*blk, build(*blk, BlkRequestType::in, std::uint64_t{1} << 31, {}, 512)).status,
+              kIoErr);
+    EXPECT_EQ(run(*blk, build(*blk, BlkRequestType::out, 0, pattern(100, 1))).status, kIoErr);
+}
+
+// ---------------------------------------------------------------------------
+// The I/O engine
+
+// Short transfers: the image shrinks under the device, so a read inside
+// the disk meets the end of the file. The device takes what readv gave,
+// resubmits the rest, gets end-of-file and answers IOERR: no hang, no
+// stale success.
+TEST_F(BlkDeviceTest, ReadThatMeetsTheEndOfTheFileFails)
+{
+    auto device = make();
+    Served served(*device);
+    auto blk = served.open();
+    ASSERT_TRUE(blk.ok()) << blk.error().message();
+    ASSERT_EQ(::truncate(image_.c_str(), (4 << 20) + 1024), 0);
+    EXPECT_EQ(run(*blk, build(*blk, BlkRequestType::in, (4 << 20) / 512, {}, 8192)).status, kIoErr);
+    std::vector<std::byte> got(4096);
+    EXPECT_TRUE(blk->read(0, 0, got).ok()) << "the queue goes on";
+}
+
+// A chain of more buffers than readv/writev take at once (IOV_MAX): sent
+// in parts, each resubmitted where the last stopped.
+TEST_F(BlkDeviceTest, ChainsLongerThanIovMax)
+{
+    auto device = make(cfg([&](BlkConfig& c) { c.queue_size = 2048; }));
+    Served served(*device);
+    BlkOptions options;
+    options.queue_size = 2048;
+    options.indirect_desc = false;
+    auto blk = served.open(options);
+    ASSERT_TRUE(blk.ok()) << blk.error().message();
+    const auto data = pattern(1100 * 512, 10);
+    auto write = build(*blk, BlkRequestType::out, 77, data, 0, 512);
+    ASSERT_EQ(write.readable().size(), 1101U);
+    EXPECT_EQ(run(*blk, write).status, kOk);
+    EXPECT_EQ(file_bytes(image_, 77 * 512, data.size()), data);
+    auto read = build(*blk, BlkRequestType::in, 77, {}, 1100 * 512, 512);
+    EXPECT_EQ(run(*blk, read).status, kOk);
+    EXPECT_TRUE(std::equal(data.begin(), data.end(), read.data().begin()));
+}
+
+// More requests in flight than the queue's io_uring has entries: the
+// device takes what it has slots for, pauses, and takes the rest as
+// completions free slots.
+TEST_F(BlkDeviceTest, MoreRequestsThanTheRingHolds)
+{
+    constexpr std::uint32_t kRequests = 700;
+    auto device = make(cfg([&](BlkConfig& c) { c.queue_size = 1024; }));
+    Served served(*device);
+    BlkOptions options;
+    options.queue_size = 1024;
+    auto blk = served.open(options);
+    ASSERT_TRUE(blk.ok()) << blk.error().message();
+    std::vector<BlkRequest> requests;
+    for (std::uint32_t k = 0; k < kRequests; ++k) {
+        requests.push_back(build(*blk, BlkRequestType::out, k * 8, pattern(4096, k)));
+        ASSERT_TRUE(
+            blk->driver().add(0, requests.back().readable(), requests.back().writable()).ok());
+    }
+    ASSERT_TRUE(blk->driver().kick(0).ok());
+    for (std::uint32_t k = 0; k < kRequests; ++k)
+        ASSERT_TRUE(blk->wait(0).ok()) << k;
+    for (std::uint32_t k = 0; k < kRequests; ++k) {
+        EXPECT_EQ(requests[k].status(), kOk) << k;
+        if (k % 97 == 0) {
+            EXPECT_EQ(file_bytes(image_, k * 4096, 4096), pattern(4096, k)) << k;
+        }
+    }
+}
+
+TEST_F(BlkDeviceTest, DirectIoWithAlignedAndMisalignedBuffers)
+{
+    auto device = BlkDevice::create(cfg([&](BlkConfig& c) {
+                                        c.path = image_;
+                                        c.direct = true;
+                                        c.serial = "d";
+                                    }),
+                                    Logger("blk", kLogLevel));
+    if (!device.ok() && device.error().code() == EINVAL)
+        GTEST_SKIP() << device.error().message();
+    ASSERT_TRUE(device.ok()) << device.error().message();
+    EXPECT_TRUE((*device)->disk().direct());
+    Served served(**device);
+    auto conn = served.connect();
+    ASSERT_TRUE(conn.ok()) << conn.error().message();
+    auto blk = BlkDriver::start(std::move(*conn), BlkOptions{});
+    ASSERT_TRUE(blk.ok()) << blk.error().message();
+    const std::uint32_t block = blk->config().blk_size.value_or(512);
+
+    // Aligned (page-aligned buffers): straight to the disk, past the page
+    // cache.
+    const auto data = pattern(16 * block, 11);
+    ASSERT_TRUE(blk->write(0, 0, data).ok());
+    EXPECT_FALSE(in_page_cache(image_, 0)) << "O_DIRECT leaves no cached page";
+
+    // Misaligned: the data starts at an odd address and is split into two
+    // buffers, not whole blocks, with a gap between them, which O_DIRECT
+    // refuses (EINVAL): it must go through an aligned bounce buffer, still
+    // direct.
+    VhostUserDriver& d = blk->driver();
+    Buffer header = *d.allocate(16);
+    Buffer page = *d.allocate(4 * block + 4096, 4096);
+    Buffer status = *d.allocate(1);
+    const std::uint64_t sector = 16 * block / 512; // on a page of its own
+    const auto out = test_driver::encode_blk_header(BlkRequestType::out, sector);
+    std::memcpy(header.bytes().data(), out.data(), 16);
+    const auto odd = pattern(4 * block, 12);
+    constexpr std::size_t kGap = 100;
+    std::memcpy(page.bytes().data() + 1, odd.data(), 1000);
+    std::memcpy(page.bytes().data() + 1001 + kGap, odd.data() + 1000, odd.size() - 1000);
+    const auto first = *page.slice(1, 1000);
+    const auto rest = *page.slice(1001 + kGap, 4 * block - 1000);
+    ASSERT_TRUE(
+        d.submit(0, std::vector{header.whole(), first, rest}, std::vector{status.whole()}).ok());
+    ASSERT_TRUE(d.wait_used(0, 5s).ok());
+    EXPECT_EQ(status.bytes()[0], std::byte{kOk});
+    EXPECT_FALSE(in_page_cache(image_, sector * 512)) << "the misaligned write was not direct";
+
+    const auto in = test_driver::encode_blk_header(BlkRequestType::in, sector);
+    std::memcpy(header.bytes().data(), in.data(), 16);
+    std::fill(page.bytes().begin(), page.bytes().end(), std::byte{0});
+    ASSERT_TRUE(
+        d.submit(0, std::vector{header.whole()}, std::vector{first, rest, status.whole()}).ok());
+    auto used = d.wait_used(0, 5s);
+    ASSERT_TRUE(used.ok());
+    EXPECT_EQ(status.bytes()[0], std::byte{kOk});
+    EXPECT_EQ(used->len, 4 * block + 1);
+    EXPECT_TRUE(std::equal(odd.begin(), odd.begin() + 1000, page.bytes().begin() + 1));
+    EXPECT_TRUE(std::equal(odd.begin() + 1000, odd.end(), page.bytes().begin() + 1001 + kGap));
+    EXPECT_FALSE(in_page_cache(image_, sector * 512)) << "the misaligned read was not direct";
+
+    // What the file holds (read last: this fills the page cache).
+    EXPECT_EQ(file_bytes(image_, 0, data.size()), data);
+    EXPECT_EQ(file_bytes(image_, sector * 512, odd.size()), odd);
+}
+
+// A front-end that disconnects with requests in flight: the device
+// finishes or cancels them before the queue stops, and serves the next
+// front-end.
+TEST_F(BlkDeviceTest, FrontEndLeavesWithRequestsInFlight)
+{
+    auto device = make(cfg([&](BlkConfig& c) { c.num_queues = 2; }));
+    {
+        Served served(*device);
+        auto blk = served.open();
+        ASSERT_TRUE(blk.ok()) << blk.error().message();
+        std::vector<BlkRequest> requests;
+        for (std::uint32_t k = 0; k < 64; ++k) {
+            requests.push_back(build(*blk, BlkRequestType::out, k * 128, pattern(64 << 10, k)));
+            ASSERT_TRUE(blk->submit(k % 2, requests.back()).ok());
+        }
+        blk = Error("gone"); // disconnects now, with most of them in flight
+        EXPECT_TRUE(served.end().ok()) << served.end().error().message();
+    }
+    Served next(*device);
+    auto blk = next.open();
+    ASSERT_TRUE(blk.ok()) << blk.error().message();
+    ASSERT_TRUE(blk->write(1, 5, pattern(4096, 99)).ok());
+    std::vector<std::byte> got(4096);
+    ASSERT_TRUE(blk->read(0, 5, got).ok());
+    EXPECT_EQ(got, pattern(4096, 99));
+}
+
+} // namespace
+} // namespace vl::blk
