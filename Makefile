@@ -5,6 +5,7 @@
 #                 kernel module for every installed kernel
 #   make test     build, then run every test (unit and guest) via CTest
 #   make demo     build, then show the system working in a guest
+#   make bench    build, then run the benchmarks (benchmarks/README.md)
 #
 # Variables: BUILD (build folder, default build), WERROR=1 (warnings are
 # errors), SANITIZE=1 (ASan+UBSan), JOBS (parallel compile jobs).
@@ -42,6 +43,12 @@ test-vm: all
 demo: all
 	@scripts/demo.sh
 
+# Benchmarks side by side with VDUSE, loop, NBD, null_blk and uinput in one
+# 6.12 guest boot (about 16 minutes after the build); writes
+# docs/benchmarks/results.{md,json,svg}. See benchmarks/README.md.
+bench: all
+	@benchmarks/run.sh --build $(abspath $(BUILD))
+
 # Kernel coding style of the module (needs Debian's linux-source; not in CI).
 checkpatch:
 	@scripts/checkpatch.sh
@@ -49,4 +56,4 @@ checkpatch:
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all deps userspace modules test test-unit test-vm demo checkpatch clean
+.PHONY: all deps userspace modules test test-unit test-vm demo bench checkpatch clean

@@ -20,6 +20,8 @@ PACKAGES=(
 	qemu-system-x86 qemu-utils busybox-static cpio
 	# used inside the guest by the tests
 	fio e2fsprogs util-linux procps
+	# benchmarks (make bench): the vdpa tool, plots
+	iproute2 gnuplot-nox python3
 )
 
 missing=()

@@ -63,11 +63,12 @@ dd if=/dev/hwrng of=/tmp/rng bs=4096 count=1 iflag=fullblock status=none || fail
 	fail "/dev/hwrng bytes do not look random"
 
 step "blk: kill -9 vhost-user-blk during fio verify, restart it"
-fio --name=verify --filename="/dev/$disk" --rw=randwrite --bs=4k --size=32M \
+written=$(awk '{ print $7 }' /sys/block/$disk/stat)
+fio --name=verify --filename="/dev/$disk" --rw=randwrite --bs=4k --size=96M \
 	--ioengine=libaio --iodepth=16 --direct=1 --verify=crc32c --do_verify=1 \
 	--output=/tmp/fio.out >/dev/null 2>&1 &
 fio_pid=$!
-sleep 2
+wait_for_writes "$disk" $((written / 2048 + 4)) || fail "fio did not start writing"
 kill -0 "$fio_pid" 2>/dev/null || fail "fio finished before the kill: make the run longer"
 kill -9 "$blk_pid"
 wait "$blk_pid" 2>/dev/null || true

@@ -19,11 +19,11 @@ adapter_pid=$!
 disk=$(find_virtio_disk 30) || fail "no virtio disk appeared"
 
 step "case 1: kill -9 the back-end during fio verify, restart it after 1 s"
-fio --name=verify --filename="/dev/$disk" --rw=randwrite --bs=4k --size=48M \
+fio --name=verify --filename="/dev/$disk" --rw=randwrite --bs=4k --size=96M \
 	--ioengine=libaio --iodepth=16 --direct=1 --verify=crc32c --do_verify=1 \
 	--output=/tmp/fio1.out >/dev/null 2>&1 &
 fio_pid=$!
-sleep 3
+wait_for_writes "$disk" 4 || fail "fio did not start writing"
 kill -0 "$fio_pid" 2>/dev/null || fail "fio finished before the back-end was killed: make the run longer"
 kill -9 "$qsd_pid"
 wait "$qsd_pid" 2>/dev/null || true

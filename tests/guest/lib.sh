@@ -151,3 +151,8 @@ finish_adapter_test() {
 	check_kernel_log
 	step PASS
 }
+
+# Waits until DISK has written at least MIB MiB since boot (I/O under way).
+wait_for_writes() { # disk mib
+	wait_until 30 "[ \$(awk '{ print \$7 }' /sys/block/$1/stat) -ge $(($2 * 2048)) ]"
+}

@@ -1,0 +1,501 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# The guest half of `make bench` (run by benchmarks/run.sh through
+# scripts/vm-run on the 6.12 kernel): sets up every contender in turn on
+# the same 256 MiB file in tmpfs, runs the workloads on it and tears it
+# down, round after round (the order rotates each round, so drift hits
+# every contender alike). It only records: raw fio JSON, dd and rng byte
+# counts, set-up times and failures go to OUT (a writable share);
+# benchmarks/report.py on the host turns them into tables.
+#
+#   guest.sh OUT
+#
+# Environment (run.sh sets them): VL_BUILD_DIR, BENCH_ROUNDS (3),
+# BENCH_RUNTIME (fio seconds, whole, 3), BENCH_RAMP_MS (fio ramp, 500),
+# BENCH_CONTENDERS (space-separated subset, default all), BENCH_QEMU_AIO
+# (io_uring), BENCH_INPUT_EVENTS (500), BENCH_RNG_SECONDS (2).
+#
+# OUT/records.tsv, one record a line, tab-separated:
+#   info   KEY VALUE
+#   ok     ROUND CONTENDER                      (set up fine)
+#   skip   ROUND CONTENDER REASON               (not built)
+#   fail   ROUND CONTENDER WHAT REASON          (set-up or a workload failed)
+#   setup  ROUND CONTENDER MICROSECONDS
+#   fio    ROUND CONTENDER WORKLOAD JSON-FILE CPU-FILE
+#   bytes  ROUND CONTENDER WORKLOAD BYTES SECONDS    (dd)
+#   rng    ROUND CONTENDER JSON-FILE                 (vl-read-rate)
+#   input  ROUND CONTENDER JSON-FILE
+set -u
+umask 022
+
+OUT=${1:?usage: guest.sh OUT}
+SRC_DIR=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR=${VL_BUILD_DIR:-$SRC_DIR/build}
+BIN=$BUILD_DIR/bin
+MODULE=$BUILD_DIR/modules/$(uname -r)/virtio_loopback.ko
+ROUNDS=${BENCH_ROUNDS:-3}
+RUNTIME=${BENCH_RUNTIME:-3}
+RAMP_MS=${BENCH_RAMP_MS:-500}
+QEMU_AIO=${BENCH_QEMU_AIO:-io_uring}
+INPUT_EVENTS=${BENCH_INPUT_EVENTS:-500}
+RNG_SECONDS=${BENCH_RNG_SECONDS:-2}
+ALL_BLK="vl-blk vl-qsd vduse loop nbd null_blk vl-null"
+ALL_INPUT="vl-input uinput"
+ALL_RNG="vl-rng urandom"
+CONTENDERS=${BENCH_CONTENDERS:-"$ALL_BLK $ALL_INPUT $ALL_RNG"}
+
+IMG=/tmp/bench-disk.img
+IMG_MIB=256
+DD_MIB=64
+RUN=/run/bench
+RAW=$OUT/raw
+LOGS=$OUT/logs
+REC=$OUT/records.tsv
+mkdir -p "$RUN" "$RAW" "$LOGS" /run/lock || exit 1
+: >"$REC"
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+# Sleeping without a fork (for tight polls): read with a timeout on a pipe
+# nobody writes to.
+[[ -e /dev/fd ]] || ln -s /proc/self/fd /dev/fd # no udev, no /dev/fd here
+exec {SLEEP_FD}<> <(:)
+msleep() { read -r -t "$1" -u "$SLEEP_FD" _ || :; }
+now_us() { echo $((${EPOCHREALTIME/./})); }
+T_START=$(now_us)
+elapsed() { echo $((($(now_us) - T_START) / 1000000)); }
+
+record() { (IFS=$'\t'; echo "$*") >>"$REC"; }
+say() { echo "bench [$(printf '%4d' "$(elapsed)")s] $*"; }
+
+# poll_until SECONDS 'condition': polls every 2 ms; 1 if it never held.
+poll_until() {
+	local deadline=$(($(now_us) + $1 * 1000000))
+	until eval "$2"; do
+		(($(now_us) < deadline)) || return 1
+		msleep 0.002
+	done
+}
+
+# The block device of the one virtio_blk device there is (none else exist
+# in this guest while a contender runs): sets VBLK.
+virtio_disk_present() {
+	local d
+	for d in /sys/bus/virtio/drivers/virtio_blk/virtio*/block/*; do
+		[[ -e $d ]] || continue
+		VBLK=${d##*/}
+		[[ -b /dev/$VBLK ]] && return 0
+	done
+	return 1
+}
+no_virtio_disk() { ! compgen -G '/sys/bus/virtio/drivers/virtio_blk/virtio*/block/*' >/dev/null; }
+
+# The last lines of a log, on one line, for a failure reason.
+log_tail() { [[ -s $1 ]] && tail -n 3 "$1" | tr '\n\t' '  ' | cut -c1-300; }
+
+# Stops a process we started (TERM, then KILL after 10 s) and reaps it.
+stop_pid() {
+	local pid=$1
+	[[ -n $pid ]] || return 0
+	kill -TERM "$pid" 2>/dev/null || return 0
+	local i
+	for ((i = 0; i < 1000; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		msleep 0.01
+	done
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	return 0
+}
+
+modprobe_once() { # modules...; remembers failures
+	local m
+	for m in "$@"; do
+		[[ -d /sys/module/$m ]] && continue
+		modprobe "$m" 2>>"$LOGS/modprobe.log" || return 1
+	done
+}
+
+# ---------------------------------------------------------------------------
+# Contenders. setup_X sets DEV (a block device, or an evdev node) and the
+# set-up time SETUP_US, or prints a reason on stdout and returns 1 (2 for
+# "skipped: not built"). teardown_X undoes it, whatever state setup left.
+# ---------------------------------------------------------------------------
+BACKEND_PID=
+ADAPTER_PID=
+LOG=
+
+start_adapter() { # socket type; times until `condition` holds
+	local t0
+	t0=$(now_us)
+	"$BIN/virtio-loopback-adapter" -s "$1" -d "$2" -l warn >>"$LOG" 2>&1 &
+	ADAPTER_PID=$!
+	poll_until 60 "$3" || { echo "no device appeared within 60 s: $(log_tail "$LOG")"; return 1; }
+	SETUP_US=$(($(now_us) - t0))
+}
+
+vl_ready() {
+	[[ -n ${VL_LOADED:-} ]] && return 0
+	[[ -f $MODULE ]] || { echo "module not built for $(uname -r): $MODULE"; return 1; }
+	insmod "$MODULE" 2>>"$LOGS/modprobe.log" || { echo "insmod $MODULE failed: $(log_tail "$LOGS/modprobe.log")"; return 1; }
+	VL_LOADED=1
+}
+
+wait_socket() { # path pid
+	poll_until 30 "[[ -S $1 ]] || ! kill -0 $2 2>/dev/null"
+	[[ -S $1 ]] || { echo "the back-end did not create $1: $(log_tail "$LOG")"; return 1; }
+}
+
+vl_blk_setup() { # back-end command...
+	vl_ready || return 1
+	modprobe_once virtio_blk || { echo "modprobe virtio_blk failed"; return 1; }
+	rm -f "$RUN/blk.sock"
+	"$@" >>"$LOG" 2>&1 &
+	BACKEND_PID=$!
+	wait_socket "$RUN/blk.sock" "$BACKEND_PID" || return 1
+	start_adapter "$RUN/blk.sock" blk virtio_disk_present || return 1
+	DEV=/dev/$VBLK
+}
+vl_teardown() {
+	stop_pid "$ADAPTER_PID"
+	ADAPTER_PID=
+	stop_pid "$BACKEND_PID"
+	BACKEND_PID=
+}
+
+setup_vl-blk() {
+	[[ -x $BIN/vhost-user-blk ]] || { echo "skipped: not built ($BIN/vhost-user-blk)"; return 2; }
+	vl_blk_setup "$BIN/vhost-user-blk" -s "$RUN/blk.sock" -b "$IMG" --num-queues=1 --direct -l warn
+}
+teardown_vl-blk() { vl_teardown; poll_until 10 no_virtio_disk; }
+
+setup_vl-null() {
+	[[ -x $BIN/vhost-user-blk ]] || { echo "skipped: not built ($BIN/vhost-user-blk)"; return 2; }
+	vl_blk_setup "$BIN/vhost-user-blk" -s "$RUN/blk.sock" --null="${IMG_MIB}M" --num-queues=1 -l warn
+}
+teardown_vl-null() { teardown_vl-blk; }
+
+QSD_FILE="driver=file,node-name=file,filename=$IMG,cache.direct=on,aio=$QEMU_AIO"
+setup_vl-qsd() {
+	vl_blk_setup qemu-storage-daemon --blockdev "$QSD_FILE" \
+		--blockdev driver=raw,node-name=disk,file=file \
+		--export "type=vhost-user-blk,id=exp,node-name=disk,addr.type=unix,addr.path=$RUN/blk.sock,writable=on,num-queues=1"
+}
+teardown_vl-qsd() { teardown_vl-blk; }
+
+setup_vduse() {
+	modprobe_once vdpa vduse virtio_vdpa virtio_blk ||
+		{ echo "modprobe vdpa vduse virtio_vdpa virtio_blk failed: $(log_tail "$LOGS/modprobe.log")"; return 1; }
+	command -v vdpa >/dev/null || { echo "the vdpa tool (Debian package iproute2) is missing"; return 1; }
+	qemu-storage-daemon --blockdev "$QSD_FILE" \
+		--blockdev driver=raw,node-name=disk,file=file \
+		--export type=vduse-blk,id=exp,node-name=disk,name=benchvduse,num-queues=1,writable=on >>"$LOG" 2>&1 &
+	BACKEND_PID=$!
+	poll_until 30 "[[ -e /dev/vduse/benchvduse ]] || ! kill -0 $BACKEND_PID 2>/dev/null"
+	[[ -e /dev/vduse/benchvduse ]] || { echo "qemu-storage-daemon created no VDUSE device: $(log_tail "$LOG")"; return 1; }
+	local t0
+	t0=$(now_us)
+	vdpa dev add name benchvduse mgmtdev vduse >>"$LOG" 2>&1 || { echo "vdpa dev add failed: $(log_tail "$LOG")"; return 1; }
+	VDPA_ADDED=1
+	poll_until 60 virtio_disk_present || { echo "no disk appeared within 60 s"; return 1; }
+	SETUP_US=$(($(now_us) - t0))
+	DEV=/dev/$VBLK
+}
+teardown_vduse() {
+	if [[ -n ${VDPA_ADDED:-} ]]; then
+		vdpa dev del benchvduse >>"$LOG" 2>&1
+		VDPA_ADDED=
+	fi
+	poll_until 10 no_virtio_disk
+	stop_pid "$BACKEND_PID"
+	BACKEND_PID=
+}
+
+setup_loop() {
+	modprobe_once loop || { echo "modprobe loop failed"; return 1; }
+	local t0
+	t0=$(now_us)
+	LOOP_DEV=$(losetup --direct-io=on --show -f "$IMG" 2>>"$LOG") || { echo "losetup failed: $(log_tail "$LOG")"; return 1; }
+	poll_until 10 "[[ -b $LOOP_DEV ]]" || { echo "$LOOP_DEV did not appear"; return 1; }
+	SETUP_US=$(($(now_us) - t0))
+	DEV=$LOOP_DEV
+	record info loop_dio "$(cat "/sys/block/${LOOP_DEV##*/}/loop/dio" 2>/dev/null || echo unknown)"
+}
+teardown_loop() {
+	[[ -n ${LOOP_DEV:-} ]] && losetup -d "$LOOP_DEV" 2>>"$LOG"
+	LOOP_DEV=
+}
+
+nbd_connected() { [[ -e /sys/block/nbd0/pid ]] && (($(cat /sys/block/nbd0/size) > 0)); }
+setup_nbd() {
+	modprobe_once nbd || { echo "modprobe nbd failed"; return 1; }
+	command -v qemu-nbd >/dev/null || { echo "qemu-nbd (Debian package qemu-utils) is missing"; return 1; }
+	local t0
+	t0=$(now_us)
+	# -c: qemu-nbd serves the image on a Unix socket (under /var/lock) and
+	# connects the kernel's NBD client to it; it returns once connected.
+	qemu-nbd -c /dev/nbd0 -f raw --cache=none --aio="$QEMU_AIO" "$IMG" >>"$LOG" 2>&1 ||
+		{ echo "qemu-nbd -c failed: $(log_tail "$LOG")"; return 1; }
+	NBD_UP=1
+	poll_until 30 nbd_connected || { echo "/dev/nbd0 did not connect"; return 1; }
+	SETUP_US=$(($(now_us) - t0))
+	DEV=/dev/nbd0
+}
+teardown_nbd() {
+	[[ -n ${NBD_UP:-} ]] && qemu-nbd -d /dev/nbd0 >>"$LOG" 2>&1
+	NBD_UP=
+	poll_until 10 "[[ ! -e /sys/block/nbd0/pid ]]"
+}
+
+setup_null_blk() {
+	local t0
+	t0=$(now_us)
+	modprobe null_blk nr_devices=1 2>>"$LOG" || { echo "modprobe null_blk failed: $(log_tail "$LOG")"; return 1; }
+	poll_until 10 "[[ -b /dev/nullb0 ]]" || { echo "/dev/nullb0 did not appear"; return 1; }
+	SETUP_US=$(($(now_us) - t0))
+	DEV=/dev/nullb0
+}
+teardown_null_blk() { rmmod null_blk 2>>"$LOG"; }
+
+input_node() { # sets DEV to the evdev node of the virtio_input device
+	local e
+	for e in /sys/bus/virtio/drivers/virtio_input/virtio*/input/input*/event*; do
+		[[ -e $e && -c /dev/input/${e##*/} ]] || continue
+		DEV=/dev/input/${e##*/}
+		return 0
+	done
+	return 1
+}
+setup_vl-input() {
+	[[ -x $BIN/vhost-user-input ]] || { echo "skipped: not built ($BIN/vhost-user-input)"; return 2; }
+	vl_ready || return 1
+	modprobe_once evdev virtio_input || { echo "modprobe evdev virtio_input failed"; return 1; }
+	rm -f "$RUN/input.sock" "$RUN/input.fifo"
+	"$BIN/vhost-user-input" -s "$RUN/input.sock" --synthetic "$RUN/input.fifo" -l warn >>"$LOG" 2>&1 &
+	BACKEND_PID=$!
+	wait_socket "$RUN/input.sock" "$BACKEND_PID" || return 1
+	poll_until 10 "[[ -p $RUN/input.fifo ]]" || { echo "vhost-user-input created no FIFO"; return 1; }
+	start_adapter "$RUN/input.sock" input input_node || return 1
+}
+teardown_vl-input() {
+	vl_teardown
+	poll_until 10 "! input_node"
+}
+
+setup_uinput() {
+	modprobe_once evdev uinput || { echo "modprobe evdev uinput failed"; return 1; }
+	[[ -c /dev/uinput ]] || { echo "/dev/uinput is missing"; return 1; }
+	DEV=/dev/uinput
+}
+teardown_uinput() { :; }
+
+rng_is_virtio() { [[ $(cat /sys/class/misc/hw_random/rng_current 2>/dev/null) == virtio_rng* ]]; }
+setup_vl-rng() {
+	[[ -x $BIN/vhost-user-rng ]] || { echo "skipped: not built ($BIN/vhost-user-rng)"; return 2; }
+	vl_ready || return 1
+	modprobe_once virtio_rng || { echo "modprobe virtio_rng failed"; return 1; }
+	rm -f "$RUN/rng.sock"
+	"$BIN/vhost-user-rng" -s "$RUN/rng.sock" -l warn >>"$LOG" 2>&1 &
+	BACKEND_PID=$!
+	wait_socket "$RUN/rng.sock" "$BACKEND_PID" || return 1
+	start_adapter "$RUN/rng.sock" rng rng_is_virtio || return 1
+	DEV=/dev/hwrng
+}
+teardown_vl-rng() {
+	vl_teardown
+	poll_until 10 "! rng_is_virtio"
+}
+
+setup_urandom() { DEV=/dev/urandom; }
+teardown_urandom() { :; }
+
+# ---------------------------------------------------------------------------
+# Workloads
+# ---------------------------------------------------------------------------
+FIO_COMMON="--ioengine=libaio --direct=1 --size=${IMG_MIB}M --time_based --runtime=$RUNTIME --ramp_time=${RAMP_MS}ms --randrepeat=0 --norandommap --eta=never --output-format=json"
+declare -A FIO_JOB=(
+	[randread-4k-qd1]="--rw=randread --bs=4k --iodepth=1"
+	[randread-4k-qd32]="--rw=randread --bs=4k --iodepth=32"
+	[randwrite-4k-qd32]="--rw=randwrite --bs=4k --iodepth=32"
+	[seqread-128k-qd8]="--rw=read --bs=128k --iodepth=8"
+	[seqwrite-128k-qd8]="--rw=write --bs=128k --iodepth=8"
+	[seqread-1m-qd4]="--rw=read --bs=1M --iodepth=4"
+	[seqwrite-1m-qd4]="--rw=write --bs=1M --iodepth=4"
+)
+FIO_ORDER="randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd32 seqread-128k-qd8 seqwrite-128k-qd8 seqread-1m-qd4 seqwrite-1m-qd4"
+
+# Whole-guest CPU use inside the steady state of a fio run: /proc/stat's
+# first line with a timestamp, 0.5 s after the ramp and 0.5 s before the
+# end (report.py turns it into CPU time per I/O). No programs are started
+# meanwhile, so the sampling itself costs next to nothing.
+ms_to_s() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
+CPU_DELAY=$(ms_to_s $((RAMP_MS + 500)))
+if ((RUNTIME >= 2)); then CPU_LEN=$(ms_to_s $((RUNTIME * 1000 - 1000))); else CPU_LEN=$(ms_to_s $((RUNTIME * 500))); fi
+cpu_window() { # file
+	local a b
+	msleep "$CPU_DELAY"
+	read -r a </proc/stat
+	echo "$EPOCHREALTIME $a" >"$1"
+	msleep "$CPU_LEN"
+	read -r b </proc/stat
+	echo "$EPOCHREALTIME $b" >>"$1"
+}
+
+# The headline number of a fio JSON file, for the progress line.
+fio_headline() { # file read|write
+	awk -v want="$2" '
+		/"read" : \{/ { sec = "read" } /"write" : \{/ { sec = "write" }
+		sec == want && /"bw_bytes" :/ && !bw { gsub(/[^0-9.]/, "", $3); bw = $3 }
+		sec == want && /"iops" :/ && !io { gsub(/[^0-9.]/, "", $3); io = $3 }
+		END { if (io != "") printf "%.0f IOPS, %.1f MB/s", io, bw / 1e6 }' "$1"
+}
+
+run_fio() { # round contender workload
+	local round=$1 c=$2 w=$3 file=$RAW/r$1-$2-$3.json cpu=$RAW/r$1-$2-$3.cpu dir=read
+	[[ $w == *write* ]] && dir="write"
+	cpu_window "$cpu" &
+	local cpu_pid=$!
+	# shellcheck disable=SC2086
+	if timeout -k 10 $((RAMP_MS / 1000 + RUNTIME + 60)) fio --name="$w" --filename="$DEV" $FIO_COMMON ${FIO_JOB[$w]} \
+		--output="$file" 2>"$file.err"; then
+		wait "$cpu_pid"
+		record fio "$round" "$c" "$w" "${file#"$OUT"/}" "${cpu#"$OUT"/}"
+		say "  $c $w: $(fio_headline "$file" $dir)"
+	else
+		local rc=$?
+		kill "$cpu_pid" 2>/dev/null
+		wait "$cpu_pid" 2>/dev/null
+		record fail "$round" "$c" "$w" "fio exited with status $rc: $(log_tail "$file.err")"
+		say "  $c $w: FAILED (fio status $rc)"
+	fi
+}
+
+# dd bs=1M iflag=direct over the first DD_MIB MiB, as the original project planned.
+run_dd() { # round contender
+	local out rc
+	out=$(timeout -k 10 120 dd if="$DEV" of=/dev/null bs=1M count=$DD_MIB iflag=direct 2>&1)
+	rc=$?
+	if ((rc == 0)) && [[ $out =~ ([0-9]+)\ bytes.*copied,\ ([0-9.e+-]+)\ s ]]; then
+		record bytes "$1" "$2" dd-1m-read "${BASH_REMATCH[1]}" "${BASH_REMATCH[2]}"
+		say "  $2 dd-1m-read: $(awk -v b="${BASH_REMATCH[1]}" -v s="${BASH_REMATCH[2]}" 'BEGIN { printf "%.1f MB/s", b / s / 1e6 }')"
+	else
+		record fail "$1" "$2" dd-1m-read "dd exited with status $rc: $(echo "$out" | tail -n 2 | tr '\n' ' ')"
+		say "  $2 dd-1m-read: FAILED"
+	fi
+}
+
+# Reads an entropy source for RNG_SECONDS with vl-read-rate (dd cannot be
+# stopped while a read waits in the driver; vl-read-rate leaves anyway and
+# reports the longest read, so a stalling device shows).
+run_rng() { # round contender
+	local file=$RAW/r$1-$2-rng.json
+	if timeout -k 10 $((RNG_SECONDS + 30)) "$BIN/vl-read-rate" "$DEV" "$RNG_SECONDS" >"$file" 2>"$file.err"; then
+		record rng "$1" "$2" "${file#"$OUT"/}"
+		say "  $2 rng-read: $(sed -E 's/.*"mbps":([0-9.]+).*"longest_read_ms":([0-9.]+).*/\1 MB\/s, longest read \2 ms/' "$file")"
+	else
+		record fail "$1" "$2" rng-read "vl-read-rate exited with status $?: $(log_tail "$file.err")"
+		say "  $2 rng-read: FAILED"
+	fi
+}
+
+run_input() { # round contender
+	local file=$RAW/r$1-$2-input.json args=(uinput)
+	[[ $2 == vl-input ]] && args=(fifo --fifo "$RUN/input.fifo" --device "$DEV")
+	if timeout -k 10 120 "$BIN/vinput-latency" "${args[@]}" --events "$INPUT_EVENTS" --json >"$file" 2>"$file.err"; then
+		record input "$1" "$2" "${file#"$OUT"/}"
+		say "  $2 event latency: $(sed -E 's/.*"p50_us":([0-9.]+),"p99_us":([0-9.]+).*/p50 \1 us, p99 \2 us/' "$file")"
+	else
+		record fail "$1" "$2" input-latency "vinput-latency exited with status $?: $(log_tail "$file.err")"
+		say "  $2 event latency: FAILED"
+	fi
+}
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+record info kernel "$(uname -r)"
+record info cpu_model "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)"
+record info vcpus "$(nproc)"
+record info mem_mib "$(($(sed -n 's/^MemTotal: *\([0-9]*\) kB/\1/p' /proc/meminfo) / 1024))"
+record info rounds "$ROUNDS"
+record info runtime "$RUNTIME"
+record info ramp_ms "$RAMP_MS"
+record info qemu_aio "$QEMU_AIO"
+record info user_hz "$(getconf CLK_TCK)"
+record info fio_version "$(fio --version)"
+record info fio_common "fio --name=WORKLOAD --filename=DEVICE $FIO_COMMON"
+for w in $FIO_ORDER; do record info "fio_job_$w" "${FIO_JOB[$w]}"; done
+record info dd_command "dd if=DEVICE of=/dev/null bs=1M count=$DD_MIB iflag=direct"
+record info rng_command "vl-read-rate DEVICE $RNG_SECONDS 65536"
+record info input_command "vinput-latency {uinput | fifo --fifo FIFO --device /dev/input/eventN} --events $INPUT_EVENTS --json"
+record info contenders "$CONTENDERS"
+record info setup_vl-blk "vhost-user-blk -s SOCK -b $IMG --num-queues=1 --direct; virtio-loopback-adapter -s SOCK -d blk"
+record info setup_vl-qsd "qemu-storage-daemon --blockdev $QSD_FILE --blockdev driver=raw,node-name=disk,file=file --export type=vhost-user-blk,id=exp,node-name=disk,addr.type=unix,addr.path=SOCK,writable=on,num-queues=1; virtio-loopback-adapter -s SOCK -d blk"
+record info setup_vduse "modprobe vdpa vduse virtio_vdpa virtio_blk; qemu-storage-daemon --blockdev $QSD_FILE --blockdev driver=raw,node-name=disk,file=file --export type=vduse-blk,id=exp,node-name=disk,name=benchvduse,num-queues=1,writable=on; vdpa dev add name benchvduse mgmtdev vduse"
+record info setup_loop "losetup --direct-io=on --show -f $IMG"
+record info setup_nbd "modprobe nbd; qemu-nbd -c /dev/nbd0 -f raw --cache=none --aio=$QEMU_AIO $IMG"
+record info setup_null_blk "modprobe null_blk nr_devices=1"
+record info setup_vl-null "vhost-user-blk -s SOCK --null=${IMG_MIB}M --num-queues=1; virtio-loopback-adapter -s SOCK -d blk"
+record info setup_vl-input "vhost-user-input -s SOCK --synthetic FIFO; virtio-loopback-adapter -s SOCK -d input"
+record info setup_uinput "modprobe uinput (vinput-latency creates the device)"
+record info setup_vl-rng "vhost-user-rng -s SOCK; virtio-loopback-adapter -s SOCK -d rng"
+
+say "backing file: $IMG_MIB MiB in tmpfs ($IMG)"
+dd if=/dev/zero of="$IMG" bs=1M count=$IMG_MIB status=none || { say "cannot create $IMG"; exit 1; }
+
+# Load the programs once, untimed: the first set-up or fio run would
+# otherwise also pay for reading them over 9p into the guest's page cache.
+say "warming up: loading the programs once"
+for p in fio qemu-storage-daemon qemu-nbd vdpa losetup "$BIN/virtio-loopback-adapter" \
+	"$BIN/vhost-user-blk" "$BIN/vhost-user-input" "$BIN/vhost-user-rng" "$BIN/vinput-latency" "$BIN/vl-read-rate"; do
+	command -v "$p" >/dev/null && "$p" --help >/dev/null 2>&1
+done
+
+read -ra LIST <<<"$CONTENDERS"
+n=${#LIST[@]}
+dmesg_start=$(dmesg | wc -l)
+for ((round = 1; round <= ROUNDS; round++)); do
+	for ((i = 0; i < n; i++)); do
+		c=${LIST[$(((i + round - 1) % n))]}
+		LOG=$LOGS/r$round-$c.log
+		: >"$LOG"
+		say "round $round/$ROUNDS [$((i + 1))/$n] $c: set up"
+		DEV="" SETUP_US=""
+		# Not in $(...): the set-up's PIDs and variables must stay in this
+		# shell for the teardown, so its reason comes back through a file.
+		"setup_$c" >"$RUN/reason" 2>>"$LOG"
+		rc=$?
+		reason=$(cat "$RUN/reason")
+		if ((rc == 2)); then
+			record skip "$round" "$c" "$reason"
+			say "  $c: $reason"
+			"teardown_$c" 2>>"$LOG"
+			continue
+		elif ((rc != 0)); then
+			record fail "$round" "$c" setup "${reason:-set-up failed: $(log_tail "$LOG")}"
+			say "  $c: set-up FAILED: $reason"
+			"teardown_$c" 2>>"$LOG"
+			continue
+		fi
+		record ok "$round" "$c"
+		[[ -n $SETUP_US ]] && record setup "$round" "$c" "$SETUP_US"
+		say "  $c: $DEV${SETUP_US:+, set up in $((SETUP_US / 1000)) ms}"
+		case $c in
+		vl-input | uinput) run_input "$round" "$c" ;;
+		vl-rng | urandom) run_rng "$round" "$c" ;;
+		*)
+			for w in $FIO_ORDER; do run_fio "$round" "$c" "$w"; done
+			run_dd "$round" "$c"
+			;;
+		esac
+		"teardown_$c" 2>>"$LOG"
+	done
+done
+
+dmesg | tail -n +"$((dmesg_start + 1))" >"$OUT/dmesg.txt"
+bad=$(grep -c -E 'BUG|WARNING|Oops|general protection|hung_task|blocked for more than|I/O error' "$OUT/dmesg.txt")
+record info kernel_log_problems "$bad"
+[[ -n ${VL_LOADED:-} ]] && rmmod virtio_loopback 2>/dev/null
+say "done in $(elapsed) s"

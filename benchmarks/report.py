@@ -1,0 +1,650 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: Apache-2.0
+"""Turns one `make bench` run into results: raw numbers (JSON), a Markdown
+table of medians and ratios, and a plot (SVG, drawn by gnuplot).
+
+    report.py RUN_DIR OUT_DIR
+
+RUN_DIR is what benchmarks/run.sh left: run-info.tsv, guest/records.tsv
+(+ raw fio JSON, logs) and host/records.tsv (+ vl-host-bench JSON lines).
+OUT_DIR gets results.json, results.md and results.svg. Every number comes
+from those files; nothing is assumed. Only the Python standard library is
+used (Debian's /usr/bin/python3)."""
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+# ---------------------------------------------------------------------------
+# What the contenders and workloads are called in the results
+# ---------------------------------------------------------------------------
+BLK = [
+    ("vl-blk", "virtio-loopback + vhost-user-blk (ours)"),
+    ("vl-qsd", "virtio-loopback + qemu-storage-daemon"),
+    ("vduse", "VDUSE + qemu-storage-daemon"),
+    ("loop", "loop, direct I/O"),
+    ("nbd", "NBD: qemu-nbd, Unix socket"),
+    ("null_blk", "null_blk (no storage)"),
+    ("vl-null", "virtio-loopback + vhost-user-blk --null (no storage)"),
+]
+INPUT = [
+    ("vl-input", "virtio-loopback + vhost-user-input (FIFO)"),
+    ("uinput", "uinput (kernel only)"),
+]
+RNG = [
+    ("vl-rng", "virtio-loopback + vhost-user-rng: /dev/hwrng"),
+    ("urandom", "/dev/urandom (kernel only)"),
+]
+HOST = [
+    ("ours", "our vhost-user-blk"),
+    ("qsd", "qemu-storage-daemon vhost-user-blk"),
+]
+FIO = [
+    ("randread-4k-qd1", "4k rand read QD1"),
+    ("randread-4k-qd32", "4k rand read QD32"),
+    ("randwrite-4k-qd32", "4k rand write QD32"),
+    ("seqread-128k-qd8", "128k seq read QD8"),
+    ("seqwrite-128k-qd8", "128k seq write QD8"),
+    ("seqread-1m-qd4", "1M seq read QD4"),
+    ("seqwrite-1m-qd4", "1M seq write QD4"),
+]
+IOPS_WORKLOADS = ["randread-4k-qd1", "randread-4k-qd32", "randwrite-4k-qd32"]
+MBPS_WORKLOADS = ["seqread-128k-qd8", "seqwrite-128k-qd8", "seqread-1m-qd4",
+                  "seqwrite-1m-qd4", "dd-1m-read"]
+LABEL = dict(BLK + INPUT + RNG + HOST + FIO + [("dd-1m-read", "dd 1M read, direct")])
+
+
+def read_tsv(path):
+    rows = []
+    if os.path.exists(path):
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                line = line.rstrip("\n")
+                if line:
+                    rows.append(line.split("\t"))
+    return rows
+
+
+def load_json(path):
+    """A JSON document, or the first JSON object in a file with a prefix
+    (fio may print notes before its JSON)."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
+    start = text.find("{")
+    if start < 0:
+        raise ValueError(f"no JSON in {path}")
+    return json.JSONDecoder().raw_decode(text[start:])[0]
+
+
+# ---------------------------------------------------------------------------
+# Collecting: every measured value becomes one row
+#   {"part", "round", "contender", "workload", "metric", "value"}
+# ---------------------------------------------------------------------------
+class Results:
+    def __init__(self):
+        self.rows = []
+        self.failures = []   # {"part","round","contender","what","reason"}
+        self.skipped = {}    # (part, contender) -> reason
+        self.ok = {}         # (part, contender) -> rounds set up fine
+        self.info = {}
+
+    def add(self, part, rnd, contender, workload, metric, value):
+        if value is None:
+            return
+        self.rows.append({"part": part, "round": int(rnd), "contender": contender,
+                          "workload": workload, "metric": metric, "value": float(value)})
+
+    def values(self, part, contender, workload, metric):
+        return [r["value"] for r in self.rows
+                if r["part"] == part and r["contender"] == contender
+                and r["workload"] == workload and r["metric"] == metric]
+
+    def median(self, part, contender, workload, metric):
+        v = self.values(part, contender, workload, metric)
+        return (statistics.median(v), len(v)) if v else (None, 0)
+
+
+def cpu_busy(path, user_hz):
+    """Busy CPU seconds and the window length from a cpu_window file."""
+    lines = [l.split() for l in open(path, encoding="utf-8").read().splitlines() if l.strip()]
+    if len(lines) != 2:
+        return None
+    def parse(fields):
+        t = float(fields[0])
+        v = [int(x) for x in fields[2:]]
+        v += [0] * (8 - len(v))
+        busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7]  # user nice system irq softirq steal
+        return t, busy
+    t0, b0 = parse(lines[0])
+    t1, b1 = parse(lines[1])
+    if t1 <= t0:
+        return None
+    return (b1 - b0) / user_hz, t1 - t0
+
+
+def collect_guest(res, gdir):
+    user_hz = 100.0
+    for rec in read_tsv(os.path.join(gdir, "records.tsv")):
+        if rec[0] == "info" and len(rec) >= 3:
+            res.info[rec[1]] = rec[2]
+    user_hz = float(res.info.get("user_hz", user_hz))
+    for rec in read_tsv(os.path.join(gdir, "records.tsv")):
+        kind = rec[0]
+        if kind == "info":
+            continue
+        rnd, c = rec[1], rec[2]
+        part = ("blk" if c in dict(BLK) else "input" if c in dict(INPUT)
+                else "rng" if c in dict(RNG) else "other")
+        if kind == "ok":
+            res.ok.setdefault((part, c), set()).add(int(rnd))
+        elif kind == "skip":
+            res.skipped[(part, c)] = rec[3]
+        elif kind == "fail":
+            res.failures.append({"part": part, "round": int(rnd), "contender": c,
+                                 "what": rec[3], "reason": rec[4] if len(rec) > 4 else ""})
+        elif kind == "setup":
+            res.add(part, rnd, c, "setup", "setup_ms", int(rec[3]) / 1000.0)
+        elif kind == "bytes":
+            nbytes, secs = int(rec[4]), float(rec[5])
+            if secs > 0:
+                res.add(part, rnd, c, rec[3], "mbps", nbytes / secs / 1e6)
+        elif kind == "fio":
+            w = rec[3]
+            try:
+                job = load_json(os.path.join(gdir, rec[4]))["jobs"][0]
+            except (OSError, ValueError, KeyError, IndexError) as e:
+                res.failures.append({"part": part, "round": int(rnd), "contender": c,
+                                     "what": w, "reason": f"unreadable fio output: {e}"})
+                continue
+            if job.get("error"):
+                res.failures.append({"part": part, "round": int(rnd), "contender": c,
+                                     "what": w, "reason": f"fio job error {job['error']}"})
+                continue
+            d = job["write"] if "write" in w else job["read"]
+            ios = job["read"]["total_ios"] + job["write"]["total_ios"]
+            res.add(part, rnd, c, w, "iops", d["iops"])
+            res.add(part, rnd, c, w, "mbps", d["bw_bytes"] / 1e6)
+            pct = d.get("clat_ns", {}).get("percentile", {})
+            if "50.000000" in pct:
+                res.add(part, rnd, c, w, "clat_p50_us", pct["50.000000"] / 1000.0)
+            if "99.000000" in pct:
+                res.add(part, rnd, c, w, "clat_p99_us", pct["99.000000"] / 1000.0)
+            if ios > 0:
+                cpu_s = (job["usr_cpu"] + job["sys_cpu"]) / 100.0 * job["job_runtime"] / 1000.0
+                res.add(part, rnd, c, w, "fio_cpu_us_per_io", cpu_s * 1e6 / ios)
+            cpu_file = os.path.join(gdir, rec[5])
+            if os.path.exists(cpu_file) and d["iops"] > 0:
+                busy = cpu_busy(cpu_file, user_hz)
+                if busy:
+                    res.add(part, rnd, c, w, "guest_cpu_us_per_io",
+                            busy[0] * 1e6 / (d["iops"] * busy[1]))
+        elif kind == "input":
+            try:
+                j = load_json(os.path.join(gdir, rec[3]))
+            except (OSError, ValueError) as e:
+                res.failures.append({"part": part, "round": int(rnd), "contender": c,
+                                     "what": "input-latency", "reason": str(e)})
+                continue
+            for k in ("p50_us", "p99_us", "kernel_p50_us", "lost"):
+                res.add(part, rnd, c, "input-latency", k, j.get(k))
+        elif kind == "rng":
+            try:
+                j = load_json(os.path.join(gdir, rec[3]))
+            except (OSError, ValueError) as e:
+                res.failures.append({"part": part, "round": int(rnd), "contender": c,
+                                     "what": "rng-read", "reason": str(e)})
+                continue
+            res.add(part, rnd, c, "rng-read", "mbps", j["mbps"])
+            res.add(part, rnd, c, "rng-read", "longest_read_ms", j["longest_read_ms"])
+
+
+def collect_host(res, hdir):
+    for rec in read_tsv(os.path.join(hdir, "records.tsv")):
+        kind = rec[0]
+        if kind == "info":
+            res.info["host_" + rec[1]] = rec[2]
+            continue
+        rnd, c = rec[1], rec[2]
+        if kind == "ok":
+            res.ok.setdefault(("host", c), set()).add(int(rnd))
+        elif kind == "skip":
+            res.skipped[("host", c)] = rec[3]
+        elif kind == "fail":
+            res.failures.append({"part": "host", "round": int(rnd), "contender": c,
+                                 "what": rec[3], "reason": rec[4] if len(rec) > 4 else ""})
+        elif kind == "hostbench":
+            path = os.path.join(hdir, rec[3])
+            if not os.path.exists(path):
+                continue
+            for line in open(path, encoding="utf-8"):
+                line = line.strip()
+                if not line.startswith("{"):
+                    continue
+                j = json.loads(line)
+                w = j["workload"]
+                for k in ("iops", "mbps", "lat_p50_us", "lat_p99_us",
+                          "backend_cpu_us_per_io", "driver_cpu_us_per_io"):
+                    res.add("host", rnd, c, w, k, j.get(k))
+
+
+# ---------------------------------------------------------------------------
+# Markdown
+# ---------------------------------------------------------------------------
+def fmt_num(v):
+    if v is None:
+        return "–"
+    a = abs(v)
+    if v == int(v) and a < 1000:
+        return str(int(v))
+    if a >= 1000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def fmt_ratio(r):
+    if r >= 10:
+        return f"{r:.0f}×"
+    if r >= 0.1:
+        return f"{r:.2f}×"
+    return f"{r:.2g}×"
+
+
+class Table:
+    def __init__(self, res, part, contenders, baseline, rounds, not_run=None):
+        self.res, self.part, self.contenders = res, part, contenders
+        self.baseline, self.rounds = baseline, rounds
+        self.not_run = not_run or {}  # contender -> why it was not run at all
+
+    def status(self, c):
+        """None if the contender ran at least once, else why not."""
+        if c in self.not_run:
+            return self.not_run[c]
+        if (self.part, c) in self.res.skipped and not self.res.ok.get((self.part, c)):
+            return self.res.skipped[(self.part, c)]
+        if not self.res.ok.get((self.part, c)):
+            reasons = [f["reason"] for f in self.res.failures
+                       if f["part"] == self.part and f["contender"] == c and f["what"] == "setup"]
+            return "FAILED to set up: " + (reasons[0] if reasons else "no record (did the run stop early?)")
+        return None
+
+    def cell(self, c, workload, metric):
+        v, n = self.res.median(self.part, c, workload, metric)
+        if v is None:
+            failed = [f for f in self.res.failures if f["part"] == self.part
+                      and f["contender"] == c and f["what"] == workload]
+            return "FAILED" if failed else "–"
+        text = fmt_num(v)
+        if n < self.rounds:
+            text += f" (n={n})"
+        if self.baseline and c != self.baseline:
+            b, _ = self.res.median(self.part, self.baseline, workload, metric)
+            if b:
+                text += f" ({fmt_ratio(v / b)})"
+        return text
+
+    def render(self, columns):
+        """columns: list of (header, workload, metric)."""
+        out = ["| contender | " + " | ".join(h for h, _, _ in columns) + " |",
+               "| --- |" + " ---: |" * len(columns)]
+        for c in self.contenders:
+            name = LABEL.get(c, c)
+            if c == self.baseline:
+                name = f"**{name}** (baseline)"
+            why = self.status(c)
+            if why:
+                out.append(f"| {name} | {why} |" + " |" * (len(columns) - 1))
+                continue
+            out.append(f"| {name} | " + " | ".join(self.cell(c, w, m) for _, w, m in columns) + " |")
+        return "\n".join(out)
+
+
+def pick_baseline(res, part, preferred):
+    for c in preferred:
+        if res.ok.get((part, c)) and any(r["part"] == part and r["contender"] == c for r in res.rows):
+            return c
+    return None
+
+
+def markdown(res, run, rounds, plot_name):
+    info = res.info
+    L = []
+    L.append("# virtio-loopback benchmarks")
+    L.append("")
+    L.append("Generated by `make bench` (benchmarks/run.sh, benchmarks/report.py); "
+             "see [benchmarks/README.md](../../benchmarks/README.md). "
+             "**Medians of the rounds; ratios are each contender's median divided by "
+             "the baseline's (marked).** For IOPS and MB/s higher is better; for latency, "
+             "CPU time and set-up time lower is better.")
+    L.append("")
+    L.append("| | |")
+    L.append("| --- | --- |")
+    rows = [
+        ("command", f"`{run.get('command', '?')}`"),
+        ("date", run.get("date", "?")),
+        ("source", f"{run.get('git_commit', '?')}{' (with uncommitted changes)' if run.get('git_dirty') == '1' else ''}"),
+        ("host", f"{run.get('host_cpu', '?')}, {run.get('host_cpus', '?')} CPUs, kernel {run.get('host_kernel', '?')}; "
+                 f"load average at start {run.get('loadavg_start', '?')}, at end {run.get('loadavg_end', '?')}"),
+        ("guest", f"kernel {info.get('kernel', '?')}, {info.get('vcpus', '?')} vCPUs "
+                  f"(`-cpu max`: {info.get('cpu_model', '?')}), {info.get('mem_mib', '?')} MiB; "
+                  f"**QEMU TCG software emulation** ({run.get('qemu_version', '?')}): "
+                  "absolute numbers are 10-50x below real hardware and noisy, compare within the run only"),
+        ("rounds", f"{rounds}, interleaved: each round sets up every contender in turn (order rotated "
+                   "every round), runs all its workloads, tears it down"),
+        ("backing store", "one 256 MiB file in the guest's tmpfs (/tmp) for every block contender; "
+                          f"one queue each; qemu-storage-daemon and qemu-nbd use `cache.direct=on`/`--cache=none`, "
+                          f"`aio={info.get('qemu_aio', '?')}`; our vhost-user-blk `--direct` (io_uring)"),
+        ("fio", f"{info.get('fio_version', '?')}, {info.get('runtime', '?')} s per workload after "
+                f"{info.get('ramp_ms', '?')} ms ramp"),
+        ("run time", f"{run.get('total_seconds', '?')} s in all (after the build): "
+                     f"host-side {run.get('host_seconds', '?')} s, guest {run.get('vm_seconds', '?')} s "
+                     f"(vm-run exit status {run.get('vm_status', '?')})"),
+        ("guest kernel log", f"{info.get('kernel_log_problems', '?')} lines with BUG/WARNING/Oops/hung task/I/O error "
+                             "during the run (guest/dmesg.txt of the run folder)"),
+    ]
+    for k, v in rows:
+        L.append(f"| {k} | {v} |")
+    L.append("")
+    if run.get("vm_status") not in (None, "0"):
+        L.append(f"**The guest run did not finish normally (vm-run exit status {run.get('vm_status')}); "
+                 "the tables hold what was recorded before that.**")
+        L.append("")
+    L.append(f"![plot]({plot_name})")
+    L.append("")
+
+    # Contenders left out on purpose (BENCH_CONTENDERS, --no-host, --no-guest)
+    if run.get("vm_status") == "skipped":
+        guest_not_run = {c: "not run (--no-guest)" for c, _ in BLK + INPUT + RNG}
+    elif "contenders" in info:
+        chosen = info["contenders"].split()
+        guest_not_run = {c: "not run (not in BENCH_CONTENDERS)" for c, _ in BLK + INPUT + RNG
+                         if c not in chosen}
+    else:
+        guest_not_run = {}
+    host_not_run = ({c: "not run (--no-host)" for c, _ in HOST}
+                    if run.get("host_seconds") == "skipped" else {})
+
+    # Block devices
+    blk_ids = [c for c, _ in BLK]
+    base = pick_baseline(res, "blk", ["vl-blk", "vl-qsd"])
+    t = Table(res, "blk", blk_ids, base, rounds, guest_not_run)
+    L.append("## Block devices in the guest")
+    L.append("")
+    if base != "vl-blk":
+        why = (guest_not_run.get("vl-blk") or res.skipped.get(("blk", "vl-blk"))
+               or "see the failures")
+        L.append(f"Our vhost-user-blk did not run: {why}. Ratios "
+                 f"are against {LABEL.get(base, base) if base else 'nothing (no virtio-loopback contender ran)'}.")
+        L.append("")
+    L.append("### 4k IOPS")
+    L.append("")
+    L.append(t.render([(LABEL[w], w, "iops") for w in IOPS_WORKLOADS]))
+    L.append("")
+    L.append("### 4k random read QD1: completion latency (us)")
+    L.append("")
+    L.append(t.render([("p50", "randread-4k-qd1", "clat_p50_us"), ("p99", "randread-4k-qd1", "clat_p99_us")]))
+    L.append("")
+    L.append("### Throughput (MB/s, 10^6 bytes/s)")
+    L.append("")
+    L.append(t.render([(LABEL[w], w, "mbps") for w in MBPS_WORKLOADS]))
+    L.append("")
+    L.append("### CPU time per I/O (us)")
+    L.append("")
+    L.append("*guest*: all CPU time of the guest (every process, kernel threads, interrupts: the "
+             "back-ends too) in the steady state of the run, from /proc/stat, divided by the I/Os; "
+             "*fio*: fio's own usr+sys from its JSON (misses the back-end and kernel threads).")
+    L.append("")
+    cols = []
+    for w in ["randread-4k-qd1", "randread-4k-qd32", "randwrite-4k-qd32", "seqread-1m-qd4"]:
+        cols.append((f"{LABEL[w]}: guest", w, "guest_cpu_us_per_io"))
+        cols.append(("fio", w, "fio_cpu_us_per_io"))
+    L.append(t.render(cols))
+    L.append("")
+    L.append("### Set-up time (ms)")
+    L.append("")
+    L.append("From starting the set-up command (virtio-loopback-adapter with the back-end already "
+             "listening; `vdpa dev add` with qemu-storage-daemon already running; `losetup`; "
+             "`qemu-nbd -c`; `modprobe null_blk`) to the block device node being there "
+             "(polled every 2 ms).")
+    L.append("")
+    L.append(t.render([("set-up", "setup", "setup_ms")]))
+    L.append("")
+
+    # Input
+    L.append("## Input events in the guest")
+    L.append("")
+    L.append("`vinput-latency`: one key event plus SYN_REPORT per sample, from the write (a line "
+             "into vhost-user-input's `--synthetic` FIFO, or to /dev/uinput) until read(2) on the "
+             "evdev node returns the SYN_REPORT; *kernel* is until the input core's timestamp.")
+    L.append("")
+    ti = Table(res, "input", [c for c, _ in INPUT], pick_baseline(res, "input", ["vl-input"]), rounds, guest_not_run)
+    L.append(ti.render([("p50 (us)", "input-latency", "p50_us"), ("p99 (us)", "input-latency", "p99_us"),
+                        ("kernel p50 (us)", "input-latency", "kernel_p50_us"),
+                        ("lost events", "input-latency", "lost"), ("set-up (ms)", "setup", "setup_ms")]))
+    L.append("")
+
+    # rng
+    L.append("## Entropy in the guest")
+    L.append("")
+    L.append("`vl-read-rate DEVICE SECONDS 65536`: bytes read in that time; *longest read* is the "
+             "longest single read(2) (a stalling device shows here).")
+    L.append("")
+    tr = Table(res, "rng", [c for c, _ in RNG], pick_baseline(res, "rng", ["vl-rng"]), rounds, guest_not_run)
+    L.append(tr.render([("MB/s", "rng-read", "mbps"), ("longest read (ms)", "rng-read", "longest_read_ms"),
+                        ("set-up (ms)", "setup", "setup_ms")]))
+    L.append("")
+
+    # Host
+    L.append("## Host side, no kernel: vhost-user-blk back-ends driven by the user-space test driver")
+    L.append("")
+    L.append("`vl-host-bench` (benchmarks/host_bench.cpp, on tests/driver's vl_test_driver) on the "
+             "host itself (no emulation, shared with whatever else runs there), one queue, the "
+             f"same workloads, {run.get('host_seconds_per_workload', '?')} s each, on a 256 MiB file "
+             "in the host's /dev/shm with O_DIRECT. *back-end CPU* is the back-end process's "
+             "user+system time per I/O.")
+    L.append("")
+    hb = pick_baseline(res, "host", ["ours", "qsd"])
+    th = Table(res, "host", [c for c, _ in HOST], hb, rounds, host_not_run)
+    L.append(th.render([(LABEL[w] + (" IOPS" if w in IOPS_WORKLOADS else " MB/s"), w,
+                         "iops" if w in IOPS_WORKLOADS else "mbps") for w, _ in FIO]))
+    L.append("")
+    L.append(th.render([("QD1 p50 (us)", "randread-4k-qd1", "lat_p50_us"),
+                        ("QD1 p99 (us)", "randread-4k-qd1", "lat_p99_us"),
+                        ("back-end CPU/IO QD1 (us)", "randread-4k-qd1", "backend_cpu_us_per_io"),
+                        ("back-end CPU/IO QD32 (us)", "randread-4k-qd32", "backend_cpu_us_per_io"),
+                        ("back-end CPU/IO 1M read (us)", "seqread-1m-qd4", "backend_cpu_us_per_io")]))
+    L.append("")
+
+    # Failures
+    L.append("## Failures and skips")
+    L.append("")
+    if not res.failures and not res.skipped:
+        L.append("None.")
+    for (part, c), why in sorted(res.skipped.items()):
+        L.append(f"- {part} / {LABEL.get(c, c)}: {why}")
+    for f in res.failures:
+        L.append(f"- {f['part']} / {LABEL.get(f['contender'], f['contender'])}, round {f['round']}, "
+                 f"{f['what']}: {f['reason']}")
+    L.append("")
+
+    # Commands
+    L.append("## Commands")
+    L.append("")
+    L.append("```")
+    L.append(info.get("fio_common", "?"))
+    for w, _ in FIO:
+        L.append(f"  {w}: {info.get('fio_job_' + w, '?')}")
+    L.append(info.get("dd_command", "?"))
+    L.append(info.get("input_command", "?"))
+    L.append(info.get("rng_command", "?"))
+    for c, _ in BLK + INPUT + RNG:
+        if "setup_" + c in info:
+            L.append(f"{c}: {info['setup_' + c]}")
+    for c, _ in HOST:
+        if "host_setup_" + c in info:
+            L.append(f"host {c}: {info['host_setup_' + c]}")
+    if "host_bench_command" in info:
+        L.append("host: " + info["host_bench_command"])
+    L.append("```")
+    L.append("")
+
+    # Raw values
+    L.append("## Every round")
+    L.append("")
+    L.append("<details><summary>values per round (also in results.json)</summary>")
+    L.append("")
+    L.append("| part | contender | workload | metric | " +
+             " | ".join(f"round {r}" for r in range(1, rounds + 1)) + " |")
+    L.append("| --- | --- | --- | --- |" + " ---: |" * rounds)
+    keys = []
+    for r in res.rows:
+        k = (r["part"], r["contender"], r["workload"], r["metric"])
+        if k not in keys:
+            keys.append(k)
+    for k in keys:
+        per = {r["round"]: r["value"] for r in res.rows
+               if (r["part"], r["contender"], r["workload"], r["metric"]) == k}
+        L.append(f"| {k[0]} | {k[1]} | {k[2]} | {k[3]} | " +
+                 " | ".join(fmt_num(per.get(i)) for i in range(1, rounds + 1)) + " |")
+    L.append("")
+    L.append("</details>")
+    L.append("")
+    return "\n".join(L)
+
+
+# ---------------------------------------------------------------------------
+# Plot (gnuplot, SVG)
+# ---------------------------------------------------------------------------
+def plot(res, run, rounds, path):
+    tmp = tempfile.mkdtemp(prefix="vl-bench-plot.")
+    panels = []
+
+    def datafile(name, part, contenders, columns):
+        """columns: (label, workload, metric); one row per column, one
+        data column per contender (median, '?' if none)."""
+        ran = [c for c in contenders if any(r["part"] == part and r["contender"] == c for r in res.rows)]
+        if not ran:
+            return None, []
+        f = os.path.join(tmp, name + ".dat")
+        with open(f, "w", encoding="utf-8") as out:
+            out.write("x " + " ".join(f'"{LABEL.get(c, c)}"' for c in ran) + "\n")
+            for label, w, m in columns:
+                vals = []
+                for c in ran:
+                    v, _ = res.median(part, c, w, m)
+                    vals.append(f"{v:.6g}" if v and v > 0 else "?")
+                out.write(f'"{label}" ' + " ".join(vals) + "\n")
+        return f, ran
+
+    blk = [c for c, _ in BLK]
+    specs = [
+        ("iops", "Guest: 4k IOPS (log)", "blk", blk, [(LABEL[w], w, "iops") for w in IOPS_WORKLOADS], True),
+        ("mbps", "Guest: MB/s (log)", "blk", blk,
+         [(LABEL[w].replace(" seq", "").replace(", direct", ""), w, "mbps") for w in MBPS_WORKLOADS], True),
+        ("lat", "Guest: 4k read QD1 latency, us (log)", "blk", blk,
+         [("p50", "randread-4k-qd1", "clat_p50_us"), ("p99", "randread-4k-qd1", "clat_p99_us")], True),
+        ("setup", "Set-up time, ms (log)", "blk", blk, [("block device", "setup", "setup_ms")], True),
+        ("input", "Guest: input event latency, us (log)", "input", [c for c, _ in INPUT],
+         [("p50", "input-latency", "p50_us"), ("p99", "input-latency", "p99_us")], True),
+        ("host", "Host, no kernel: MB/s (log)", "host", [c for c, _ in HOST],
+         [(LABEL[w].replace(" seq", ""), w, "mbps") for w, _ in FIO], True),
+    ]
+    for name, title, part, contenders, columns, log in specs:
+        f, ran = datafile(name, part, contenders, columns)
+        if f:
+            panels.append((f, title, len(ran), log))
+
+    cmd = run.get("command", "make bench")
+    header = (f"virtio-loopback benchmarks, {run.get('date', '?')}: {cmd}\\n"
+              f"guest kernel {res.info.get('kernel', '?')} under QEMU TCG (software emulation), "
+              f"{res.info.get('vcpus', '?')} vCPUs; host CPU {run.get('host_cpu', '?')}, "
+              f"kernel {run.get('host_kernel', '?')}\\n"
+              f"medians of {rounds} rounds; absolute numbers are emulated, compare within one run only")
+    script = [
+        os.environ.get("BENCH_PLOT_TERMINAL",  # e.g. "pngcairo size 1500,1500" for a preview
+                       "set terminal svg size 1500,1500 dynamic enhanced font 'sans,11' background '#ffffff'"),
+        f"set output '{path}'",
+        "set datafile missing '?'",
+        "set style data histograms",
+        "set style histogram clustered gap 1",
+        "set style fill solid 0.85 border -1",
+        "set boxwidth 0.9",
+        "set key top left font ',9' noenhanced opaque",
+        "set offsets 0, 0, graph 0.3, 0",
+        "set format y '%.0s%c'",
+        "set xtics noenhanced font ',9'",
+        "set grid ytics",
+        "set yrange [*:*]",
+        f"set multiplot layout 3,2 title \"{header}\" noenhanced font ',12'",
+    ]
+    for f, title, n, log in panels:
+        script.append(f"set title \"{title}\" noenhanced")
+        script.append("set xtics rotate by -20" if n and "host" in f else "set xtics norotate")
+        script.append("set logscale y" if log else "unset logscale y")
+        script.append(f"plot for [i=2:{n + 1}] '{f}' using i:xtic(1) title columnheader(i)")
+    script.append("unset multiplot")
+    gp = os.path.join(tmp, "plot.gp")
+    with open(gp, "w", encoding="utf-8") as out:
+        out.write("\n".join(script) + "\n")
+    try:
+        subprocess.run(["gnuplot", gp], check=True, capture_output=True, text=True)
+    except FileNotFoundError:
+        return "gnuplot is not installed (Debian package gnuplot-nox)"
+    except subprocess.CalledProcessError as e:
+        return f"gnuplot failed: {e.stderr.strip()[-500:]}"
+    return None
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit("usage: report.py RUN_DIR OUT_DIR")
+    run_dir, out_dir = sys.argv[1], sys.argv[2]
+    os.makedirs(out_dir, exist_ok=True)
+    run = {r[0]: r[1] for r in read_tsv(os.path.join(run_dir, "run-info.tsv")) if len(r) >= 2}
+    res = Results()
+    collect_guest(res, os.path.join(run_dir, "guest"))
+    collect_host(res, os.path.join(run_dir, "host"))
+    rounds = int(res.info.get("rounds", run.get("rounds", "3")))
+
+    plot_path = os.path.join(out_dir, "results.svg")
+    plot_error = plot(res, run, rounds, plot_path)
+    md = markdown(res, run, rounds, "results.svg")
+    if plot_error:
+        md = md.replace("![plot](results.svg)", f"(no plot: {plot_error})")
+    with open(os.path.join(out_dir, "results.md"), "w", encoding="utf-8") as f:
+        f.write(md)
+
+    medians = []
+    keys = []
+    for r in res.rows:
+        k = (r["part"], r["contender"], r["workload"], r["metric"])
+        if k not in keys:
+            keys.append(k)
+    for k in keys:
+        v, n = res.median(*k)
+        medians.append({"part": k[0], "contender": k[1], "workload": k[2], "metric": k[3],
+                        "median": v, "rounds": n})
+    doc = {
+        "run": run,
+        "guest": res.info,
+        "contenders": {c: name for c, name in BLK + INPUT + RNG + HOST},
+        "skipped": [{"part": p, "contender": c, "reason": why} for (p, c), why in res.skipped.items()],
+        "failures": res.failures,
+        "medians": medians,
+        "values": res.rows,
+    }
+    with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    print(f"report: {os.path.join(out_dir, 'results.md')}, results.json"
+          + (f", results.svg" if not plot_error else f" (no plot: {plot_error})"))
+
+
+if __name__ == "__main__":
+    main()
