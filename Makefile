@@ -6,6 +6,9 @@
 #   make test     build, then run every test (unit and guest) via CTest
 #   make demo     build, then show the system working in a guest
 #   make bench    build, then run the benchmarks (benchmarks/README.md)
+#   make sanitize build with ASan+UBSan into build-asan, run the host tests
+#   make stress   the long forms: 20 rounds of 64 devices, the fault matrix
+#                 10 times, 100000 random uapi calls, fuzzers for FUZZ_SECONDS
 #
 # Variables: BUILD (build folder, default build), WERROR=1 (warnings are
 # errors), SANITIZE=1 (ASan+UBSan), JOBS (parallel compile jobs).
@@ -15,6 +18,7 @@ JOBS ?= $(shell nproc)
 WERROR ?= 0
 SANITIZE ?= 0
 CTEST_ARGS ?=
+FUZZ_SECONDS ?= 300
 
 CMAKE_FLAGS = -DVL_WERROR=$(if $(filter 1,$(WERROR)),ON,OFF) \
               -DVL_SANITIZE=$(if $(filter 1,$(SANITIZE)),ON,OFF)
@@ -32,13 +36,31 @@ modules: deps
 	@scripts/build-modules.sh $(abspath $(BUILD))
 
 test: all
-	cd $(BUILD) && ctest --output-on-failure -j 2 $(CTEST_ARGS)
+	cd $(BUILD) && ctest --output-on-failure -j 2 -LE stress $(CTEST_ARGS)
 
 test-unit: userspace
-	cd $(BUILD) && ctest --output-on-failure -j 2 -LE vm $(CTEST_ARGS)
+	cd $(BUILD) && ctest --output-on-failure -j 2 -LE 'vm|stress' $(CTEST_ARGS)
 
 test-vm: all
 	cd $(BUILD) && ctest --output-on-failure -L vm $(CTEST_ARGS)
+
+# User space under AddressSanitizer and UndefinedBehaviorSanitizer: unit,
+# end-to-end and interop tests (the guest tests use the normal build).
+sanitize: deps
+	@cmake -S . -B $(BUILD)-asan -DVL_SANITIZE=ON -DVL_FUZZ=OFF \
+		-DVL_WERROR=$(if $(filter 1,$(WERROR)),ON,OFF) >/dev/null
+	@cmake --build $(BUILD)-asan -j $(JOBS)
+	cd $(BUILD)-asan && ctest --output-on-failure -j 2 -L 'unit|e2e|interop' $(CTEST_ARGS)
+
+# The long forms of the reliability tests, and the fuzzers for longer.
+stress: all
+	cd $(BUILD) && ctest --output-on-failure -L stress $(CTEST_ARGS)
+	@for f in $(BUILD)/fuzz/*_fuzz; do \
+		echo "fuzzing $$f for $(FUZZ_SECONDS) s"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 \
+			-artifact_prefix=$(BUILD)/fuzz/artifacts/ $(BUILD)/fuzz/corpus/$$(basename $$f) \
+			tests/fuzz/corpus/$$(basename $$f) || exit 1; \
+	done
 
 demo: all
 	@scripts/demo.sh
@@ -54,6 +76,6 @@ checkpatch:
 	@scripts/checkpatch.sh
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(BUILD)-asan
 
-.PHONY: all deps userspace modules test test-unit test-vm demo bench checkpatch clean
+.PHONY: all deps userspace modules test test-unit test-vm sanitize stress demo bench checkpatch clean

@@ -35,6 +35,11 @@ constexpr std::uint64_t kWantedProtocolFeatures =
     vu::bit(vu::ProtocolFeature::config) | vu::bit(vu::ProtocolFeature::backend_req);
 
 constexpr auto kRetryInterval = std::chrono::milliseconds(200);
+constexpr auto kWatchdogTick = std::chrono::milliseconds(1000);
+// How long the back-end may take to answer: briefly while connecting, and
+// longer once running (GET_VRING_BASE waits for its in-flight requests).
+constexpr auto kNegotiateTimeout = std::chrono::milliseconds(2000);
+constexpr auto kReplyTimeout = std::chrono::milliseconds(10000);
 
 } // namespace
 
@@ -62,6 +67,7 @@ void DeviceLink::shutdown()
         loop_.cancel(*grace_timer_);
     retry_timer_.reset();
     grace_timer_.reset();
+    disarm_watchdog();
     remove_device();
     drop_backend();
     state_ = State::stopped;
@@ -135,7 +141,11 @@ Status DeviceLink::connect_backend()
 {
     VL_TRY_ASSIGN(auto frontend, vu::Frontend::connect(spec_.socket));
     backend_.emplace(std::move(frontend));
+    // A back-end that is stopped still accepts connections (the kernel
+    // queues them): do not let one stall the event loop for long.
+    backend_->connection().set_timeout(kNegotiateTimeout);
     VL_TRY(negotiate());
+    backend_->connection().set_timeout(kReplyTimeout);
     VL_TRY(loop_.watch(
         backend_->connection().fd(), [this](std::uint32_t events) { on_backend_event(events); },
         EPOLLIN | EPOLLRDHUP));
@@ -181,6 +191,7 @@ Status DeviceLink::setup_backend_channel()
 
 void DeviceLink::drop_backend()
 {
+    disarm_watchdog();
     if (backend_channel_) {
         loop_.unwatch(backend_channel_->fd());
         backend_channel_.reset();
@@ -406,6 +417,7 @@ Status DeviceLink::start_rings(bool resume)
         VL_TRY(kicks_[q].signal());
     }
     rings_started_ = true;
+    arm_watchdog();
     log_.info("driver ready: rings handed to the back-end (features {:#x})", driver_features_);
     return ok_status();
 }
@@ -415,6 +427,7 @@ Status DeviceLink::stop_rings()
     if (!rings_started_)
         return ok_status();
     rings_started_ = false;
+    disarm_watchdog();
     bool enable_messages = backend_features_ & vu::kFeatureProtocolFeatures;
     for (std::uint32_t q = 0; q < num_queues_; ++q) {
         if (enable_messages)
@@ -490,6 +503,59 @@ void DeviceLink::on_grace_expired()
               settings_.reconnect_grace.count() / 1000);
     remove_device();
     state_ = State::connecting;
+}
+
+} // namespace vl::adapter
+
+namespace vl::adapter {
+
+// --- the watchdog -----------------------------------------------------------
+
+void DeviceLink::arm_watchdog()
+{
+    disarm_watchdog();
+    if (settings_.stall_timeout.count() == 0 || !spec_.type->prompt_requests)
+        return;
+    watched_used_.assign(num_queues_, 0);
+    stalled_.assign(num_queues_, std::chrono::milliseconds(0));
+    auto timer = loop_.after(kWatchdogTick, [this] { on_watchdog_tick(); });
+    if (timer.ok())
+        watchdog_timer_ = *timer;
+}
+
+void DeviceLink::disarm_watchdog()
+{
+    if (watchdog_timer_)
+        loop_.cancel(*watchdog_timer_);
+    watchdog_timer_.reset();
+}
+
+// A queue with requests pending whose used index did not move for the
+// stall timeout has a back-end that is stopped or wedged: treat it as lost.
+void DeviceLink::on_watchdog_tick()
+{
+    watchdog_timer_.reset();
+    if (state_ != State::running || !rings_started_ || !control_)
+        return;
+    for (std::uint32_t q = 0; q < num_queues_; ++q) {
+        auto info = control_->queue(q);
+        if (!info.ok() || !info->ready)
+            continue;
+        bool moved = info->used_idx != watched_used_[q];
+        watched_used_[q] = info->used_idx;
+        stalled_[q] = (moved || info->outstanding == 0) ? std::chrono::milliseconds(0)
+                                                        : stalled_[q] + kWatchdogTick;
+        if (stalled_[q] >= settings_.stall_timeout) {
+            backend_lost(Error(fmt::format(
+                "the back-end completed nothing on queue {} for {} s with {} request(s) "
+                "pending (stopped or wedged)",
+                q, stalled_[q].count() / 1000, info->outstanding)));
+            return;
+        }
+    }
+    auto timer = loop_.after(kWatchdogTick, [this] { on_watchdog_tick(); });
+    if (timer.ok())
+        watchdog_timer_ = *timer;
 }
 
 } // namespace vl::adapter

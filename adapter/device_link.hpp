@@ -22,6 +22,7 @@ struct LinkSettings {
     std::string control_path;
     std::chrono::milliseconds connect_timeout;
     std::chrono::milliseconds reconnect_grace;
+    std::chrono::milliseconds stall_timeout; // 0: no watchdog
     std::uint32_t reply_timeout_ms;
 };
 
@@ -35,7 +36,10 @@ struct LinkSettings {
 // From then on the doorbells go straight between kernel and back-end; the
 // link only wakes up for control messages, config changes and loss.
 //
-// Back-end loss: the kernel device stays while the link reconnects; the
+// Back-end loss: a closed socket, or a back-end that completes nothing for
+// the stall timeout while requests are pending (a stopped or wedged
+// process: the watchdog reads the kernel's view of each queue every
+// second). The kernel device stays while the link reconnects; the
 // kernel puts the requests the lost back-end had not completed back in
 // the available rings and the new back-end resumes from there. After the
 // grace period the device is removed (its pending requests fail) and the
@@ -86,6 +90,9 @@ private:
     void backend_lost(const Error& why);
     void retry_later(std::chrono::milliseconds delay);
     void on_grace_expired();
+    void arm_watchdog();
+    void disarm_watchdog();
+    void on_watchdog_tick();
     void drop_backend();
     void remove_device();
     void fail(const Error& why);
@@ -100,6 +107,9 @@ private:
     std::chrono::steady_clock::time_point connect_deadline_;
     std::optional<EventLoop::TimerId> retry_timer_;
     std::optional<EventLoop::TimerId> grace_timer_;
+    std::optional<EventLoop::TimerId> watchdog_timer_;
+    std::vector<std::uint16_t> watched_used_;   // per queue, at the last tick
+    std::vector<std::chrono::milliseconds> stalled_; // per queue
 
     // Back-end side.
     std::optional<vhost_user::Frontend> backend_;

@@ -14,17 +14,17 @@ namespace {
 // (the parts a driver may read). Windows hold the rings and the bounce
 // buffers of all requests in flight.
 constexpr std::array kTypes = {
-    DeviceType{"blk", VIRTIO_ID_BLOCK, 60, 1, 256, 64, "block device (virtio-blk)"},
-    DeviceType{"input", VIRTIO_ID_INPUT, 136, 2, 64, 1, "input device (virtio-input)"},
-    DeviceType{"rng", VIRTIO_ID_RNG, 0, 1, 64, 1, "entropy source (virtio-rng)"},
-    DeviceType{"console", VIRTIO_ID_CONSOLE, 12, 2, 128, 4, "console (virtio-console)"},
-    DeviceType{"gpio", VIRTIO_ID_GPIO, 8, 2, 64, 1, "GPIO controller (virtio-gpio)"},
-    DeviceType{"sound", VIRTIO_ID_SOUND, 16, 4, 64, 8, "sound card (virtio-snd)"},
-    DeviceType{"can", VIRTIO_ID_CAN, 8, 3, 64, 1, "CAN controller (virtio-can)"},
-    DeviceType{"vsock", VIRTIO_ID_VSOCK, 8, 3, 128, 4, "socket device (virtio-vsock)"},
-    DeviceType{"i2c", VIRTIO_ID_I2C_ADAPTER, 0, 1, 64, 1, "I2C adapter (virtio-i2c)"},
-    DeviceType{"fs", VIRTIO_ID_FS, 40, 2, 128, 16, "file system (virtio-fs)"},
-    DeviceType{"generic", 0, 0, 1, 64, 4, "any virtio device (--virtio-id N)"},
+    DeviceType{"blk", VIRTIO_ID_BLOCK, 60, 1, 256, 64, true, "block device (virtio-blk)"},
+    DeviceType{"input", VIRTIO_ID_INPUT, 136, 2, 64, 1, false, "input device (virtio-input)"},
+    DeviceType{"rng", VIRTIO_ID_RNG, 0, 1, 64, 1, false, "entropy source (virtio-rng)"},
+    DeviceType{"console", VIRTIO_ID_CONSOLE, 12, 2, 128, 4, false, "console (virtio-console)"},
+    DeviceType{"gpio", VIRTIO_ID_GPIO, 8, 2, 64, 1, false, "GPIO controller (virtio-gpio)"},
+    DeviceType{"sound", VIRTIO_ID_SOUND, 16, 4, 64, 8, false, "sound card (virtio-snd)"},
+    DeviceType{"can", VIRTIO_ID_CAN, 8, 3, 64, 1, false, "CAN controller (virtio-can)"},
+    DeviceType{"vsock", VIRTIO_ID_VSOCK, 8, 3, 128, 4, false, "socket device (virtio-vsock)"},
+    DeviceType{"i2c", VIRTIO_ID_I2C_ADAPTER, 0, 1, 64, 1, true, "I2C adapter (virtio-i2c)"},
+    DeviceType{"fs", VIRTIO_ID_FS, 40, 2, 128, 16, false, "file system (virtio-fs)"},
+    DeviceType{"generic", 0, 0, 1, 64, 4, false, "any virtio device (--virtio-id N)"},
 };
 
 // Names used by the original virtio-loopback-adapter, so its users can

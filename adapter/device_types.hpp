@@ -18,6 +18,11 @@ struct DeviceType {
     std::uint32_t num_queues;      // used when the back-end has no MQ
     std::uint32_t queue_size;      // default ring size
     std::uint32_t window_mib;      // default DMA window
+    // Every request is answered promptly (a disk), as opposed to buffers
+    // posted for the device to fill when something happens (input events,
+    // console input): only then does a request pending for long mean the
+    // back-end is stuck, and the stall watchdog apply.
+    bool prompt_requests;
     std::string_view description;
 };
 

@@ -62,7 +62,7 @@ int run(const AdapterOptions& options)
     }
 
     LinkSettings settings{options.control_path, options.connect_timeout, options.reconnect_grace,
-                          options.reply_timeout_ms};
+                          options.stall_timeout, options.reply_timeout_ms};
     for (const auto& spec : options.devices)
         links.push_back(std::make_unique<DeviceLink>(spec, settings, *loop, log.child(spec.name)));
     for (auto& link : links)

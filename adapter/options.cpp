@@ -44,6 +44,11 @@ Options:
       --reconnect-grace S  after losing a back-end, keep the kernel device and
                            wait S seconds for it to come back before failing
                            its pending requests and removing it (default 30)
+      --stall-timeout S    treat a back-end that completes nothing for S seconds
+                           while requests are pending (stopped, wedged) as
+                           lost: reconnect, then the grace period (default
+                           15; 0 turns the watchdog off). For devices whose
+                           requests are answered promptly (blk, i2c).
       --reply-timeout-ms N how long the kernel waits for the adapter's answers
                            (default: the module's, 5000)
   -l, --log-level LEVEL    error|warn|info|debug|trace (default info)
@@ -139,6 +144,11 @@ public:
             options_.reconnect_grace = std::chrono::seconds(s);
             return ok_status();
         }
+        if (key == "stall-timeout") {
+            VL_TRY_ASSIGN(auto s, parse_in_range("--stall-timeout", value, 0, 86400));
+            options_.stall_timeout = std::chrono::seconds(s);
+            return ok_status();
+        }
         if (key == "reply-timeout-ms") {
             VL_TRY_ASSIGN(options_.reply_timeout_ms,
                           parse_in_range("--reply-timeout-ms", value, 1, 60000));
@@ -232,6 +242,7 @@ constexpr OptionName kOptions[] = {
     {"config-size", "", true},     {"num-queues", "-qn", true},  {"queue-size", "-qs", true},
     {"window-mb", "", true},       {"config", "-c", true},       {"control", "", true},
     {"connect-timeout", "", true}, {"reconnect-grace", "", true}, {"reply-timeout-ms", "", true},
+    {"stall-timeout", "", true},
     {"log-level", "-l", true},     {"list-devices", "", false},  {"help", "-h", false},
     {"version", "-V", false},
 };

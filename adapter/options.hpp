@@ -30,6 +30,7 @@ struct AdapterOptions {
     std::string control_path = "/dev/virtio-loopback";
     std::chrono::milliseconds connect_timeout{30000};
     std::chrono::milliseconds reconnect_grace{30000};
+    std::chrono::milliseconds stall_timeout{15000};
     std::uint32_t reply_timeout_ms = 0; // 0: the module's default
     LogLevel log_level = LogLevel::info;
 };

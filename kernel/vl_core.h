@@ -211,6 +211,8 @@ void vl_queue_release_fds(struct vl_queue *q);
 void vl_queue_interrupt(struct vl_queue *q);
 void vl_queue_fail_inflight(struct vl_queue *q);
 int vl_queue_requeue(struct vl_queue *q, u32 *base, u32 *count);
+void vl_queue_progress(struct vl_queue *q, u32 *outstanding, u16 *avail_idx,
+		       u16 *used_idx);
 
 /* vl_virtio.c */
 void vl_virtio_setup(struct vl_device *vl);

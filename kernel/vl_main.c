@@ -286,6 +286,8 @@ static int vl_ioctl_get_queue(struct vl_device *vl, void __user *argp)
 		info.desc = virtqueue_get_desc_addr(q->vq);
 		info.avail = virtqueue_get_avail_addr(q->vq);
 		info.used = virtqueue_get_used_addr(q->vq);
+		vl_queue_progress(q, &info.outstanding, &info.avail_idx,
+				  &info.used_idx);
 	}
 	mutex_unlock(&vl->vqs_lock);
 	return copy_to_user(argp, &info, sizeof(info)) ? -EFAULT : 0;

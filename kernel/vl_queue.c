@@ -469,6 +469,26 @@ void vl_queue_detach(struct vl_queue *q)
 	q->used = NULL;
 }
 
+/*
+ * How far the queue got, for VIRTIO_LOOPBACK_IOC_GET_QUEUE: the rings are
+ * checked first, as an interrupt would. Caller holds vqs_lock.
+ */
+void vl_queue_progress(struct vl_queue *q, u32 *outstanding, u16 *avail_idx,
+		       u16 *used_idx)
+{
+	unsigned int head;
+
+	*outstanding = 0;
+	spin_lock_irq(&q->track_lock);
+	if (!q->bad_used)
+		__vl_track_used(q);
+	for (head = 0; head < q->num; head++)
+		*outstanding += q->outstanding[head];
+	*avail_idx = q->avail_seen;
+	*used_idx = q->used_seen;
+	spin_unlock_irq(&q->track_lock);
+}
+
 /* --- handing a queue to a new back-end --------------------------------- */
 
 /*

@@ -136,8 +136,17 @@ Result<QueueInfo> ControlFile::queue(std::uint32_t index) const
     virtio_loopback_queue_info q{};
     q.index = index;
     VL_TRY(ioctl_status(VIRTIO_LOOPBACK_IOC_GET_QUEUE, &q, "VIRTIO_LOOPBACK_IOC_GET_QUEUE"));
-    return QueueInfo{q.index, (q.flags & VIRTIO_LOOPBACK_QUEUE_READY) != 0, q.size,
-                     q.desc,  q.avail, q.used};
+    QueueInfo info;
+    info.index = q.index;
+    info.ready = (q.flags & VIRTIO_LOOPBACK_QUEUE_READY) != 0;
+    info.size = q.size;
+    info.desc = q.desc;
+    info.avail = q.avail;
+    info.used = q.used;
+    info.outstanding = q.outstanding;
+    info.avail_idx = q.avail_idx;
+    info.used_idx = q.used_idx;
+    return info;
 }
 
 Status ControlFile::interrupt(std::uint32_t index)

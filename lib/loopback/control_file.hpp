@@ -36,6 +36,9 @@ struct QueueInfo {
     std::uint64_t desc = 0;
     std::uint64_t avail = 0;
     std::uint64_t used = 0;
+    std::uint32_t outstanding = 0; // made available, not used yet
+    std::uint16_t avail_idx = 0;
+    std::uint16_t used_idx = 0;
 };
 
 struct Requeued {

@@ -175,7 +175,14 @@ struct virtio_loopback_queue_fds {
  * @desc:   (out) IOVA of the descriptor table
  * @avail:  (out) IOVA of the available (driver) ring
  * @used:   (out) IOVA of the used (device) ring
+ * @outstanding: (out) buffers the driver made available that the device
+ *          has not used yet, as the kernel last saw them
+ * @avail_idx: (out) the driver's available index the kernel last saw
+ * @used_idx: (out) the device's used index the kernel last checked
  * @reserved: 0
+ *
+ * A device with @outstanding > 0 whose @used_idx does not move is not
+ * making progress: the adapter uses this to notice a stopped back-end.
  */
 struct virtio_loopback_queue_info {
 	__u32 index;
@@ -185,7 +192,10 @@ struct virtio_loopback_queue_info {
 	__u64 desc;
 	__u64 avail;
 	__u64 used;
-	__u64 reserved[2];
+	__u32 outstanding;
+	__u16 avail_idx;
+	__u16 used_idx;
+	__u64 reserved;
 };
 
 #define VIRTIO_LOOPBACK_QUEUE_READY (1u << 0)

@@ -16,6 +16,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <thread>
@@ -364,7 +365,10 @@ TEST(Uapi, RandomCallsDoNoHarm)
         _IO(VIRTIO_LOOPBACK_IOC_MAGIC, 0x42),
     };
     alignas(8) unsigned char arg[512];
-    for (int call = 0; call < 3000; ++call) {
+    // make stress raises the count (VL_UAPI_STORM_CALLS).
+    const char* env_calls = std::getenv("VL_UAPI_STORM_CALLS");
+    const long calls = env_calls ? std::strtol(env_calls, nullptr, 10) : 3000;
+    for (long call = 0; call < calls; ++call) {
         if (files.size() < 4 || rng() % 50 == 0) {
             if (files.size() >= 4)
                 files.erase(files.begin() + static_cast<long>(rng() % files.size()));

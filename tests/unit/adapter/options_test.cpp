@@ -116,13 +116,15 @@ TEST(Options, HelpVersionAndListNeedNoDevice)
 TEST(Options, GlobalOptions)
 {
     auto r = parse({"-s", "/a", "-d", "rng", "--reconnect-grace", "5", "--connect-timeout", "0",
-                    "--reply-timeout-ms", "2000", "--control", "/dev/x", "-l", "debug"});
+                    "--reply-timeout-ms", "2000", "--control", "/dev/x", "-l", "debug",
+                    "--stall-timeout", "7"});
     ASSERT_TRUE(r.ok()) << r.error().message();
     EXPECT_EQ(r->options.reconnect_grace, std::chrono::seconds(5));
     EXPECT_EQ(r->options.connect_timeout, std::chrono::seconds(0));
     EXPECT_EQ(r->options.reply_timeout_ms, 2000u);
     EXPECT_EQ(r->options.control_path, "/dev/x");
     EXPECT_EQ(r->options.log_level, LogLevel::debug);
+    EXPECT_EQ(r->options.stall_timeout, std::chrono::seconds(7));
 }
 
 class ConfigFile : public ::testing::Test {
