@@ -14,7 +14,7 @@ namespace {
 // (the parts a driver may read). Windows hold the rings and the bounce
 // buffers of all requests in flight.
 constexpr std::array kTypes = {
-    DeviceType{"blk", VIRTIO_ID_BLOCK, 60, 1, 256, 64, true, "block device (virtio-blk)"},
+    DeviceType{"blk", VIRTIO_ID_BLOCK, 60, 1, 256, 16, true, "block device (virtio-blk)"},
     DeviceType{"input", VIRTIO_ID_INPUT, 136, 2, 64, 1, false, "input device (virtio-input)"},
     DeviceType{"rng", VIRTIO_ID_RNG, 0, 1, 64, 1, false, "entropy source (virtio-rng)"},
     DeviceType{"console", VIRTIO_ID_CONSOLE, 12, 2, 128, 4, false, "console (virtio-console)"},

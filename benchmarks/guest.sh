@@ -352,16 +352,25 @@ fio_headline() { # file read|write
 		END { if (io != "") printf "%.0f IOPS, %.1f MB/s", io, bw / 1e6 }' "$1"
 }
 
+# The transport's counters (kicks, interrupts, bounce copies) of the one
+# virtio-loopback device, from debugfs; nothing for other contenders.
+transport_stats() { # file
+	cat /sys/kernel/debug/virtio_loopback/virtio-loopback.* >"$1" 2>/dev/null || :
+}
+
 run_fio() { # round contender workload
 	local round=$1 c=$2 w=$3 file=$RAW/r$1-$2-$3.json cpu=$RAW/r$1-$2-$3.cpu dir=read
+	local stats=$RAW/r$1-$2-$3.stats
 	[[ $w == *write* ]] && dir="write"
+	[[ $c == vl-* ]] && transport_stats "$stats.before"
 	cpu_window "$cpu" &
 	local cpu_pid=$!
 	# shellcheck disable=SC2086
 	if timeout -k 10 $((RAMP_MS / 1000 + RUNTIME + 60)) fio --name="$w" --filename="$DEV" $FIO_COMMON ${FIO_JOB[$w]} \
 		--output="$file" 2>"$file.err"; then
 		wait "$cpu_pid"
-		record fio "$round" "$c" "$w" "${file#"$OUT"/}" "${cpu#"$OUT"/}"
+		[[ $c == vl-* ]] && transport_stats "$stats.after"
+		record fio "$round" "$c" "$w" "${file#"$OUT"/}" "${cpu#"$OUT"/}" "${stats#"$OUT"/}"
 		say "  $c $w: $(fio_headline "$file" $dir)"
 	else
 		local rc=$?
@@ -455,6 +464,7 @@ done
 
 read -ra LIST <<<"$CONTENDERS"
 n=${#LIST[@]}
+mount -t debugfs none /sys/kernel/debug 2>/dev/null || :
 dmesg_start=$(dmesg | wc -l)
 for ((round = 1; round <= ROUNDS; round++)); do
 	for ((i = 0; i < n; i++)); do

@@ -125,6 +125,40 @@ def cpu_busy(path, user_hz):
     return (b1 - b0) / user_hz, t1 - t0
 
 
+def read_transport_counters(path):
+    """Sums of the transport's debugfs counters: kicks, interrupts, bounce and DMA-op time."""
+    totals = {}
+    with open(path) as f:
+        for line in f:
+            words = line.split()
+            if not words or words[0] not in ("queue", "window"):
+                continue
+            for key, value in zip(words[2::2] if words[0] == "queue" else words[1::2],
+                                  words[3::2] if words[0] == "queue" else words[2::2]):
+                if value.lstrip("-").isdigit():
+                    totals[key] = totals.get(key, 0) + int(value)
+    return totals
+
+
+def add_transport_counters(res, part, rnd, c, w, prefix, ios):
+    """Per-I/O kicks, interrupts and kernel copy time of a virtio-loopback run.
+
+    The counters span fio's ramp too, while its I/O count does not: per-I/O
+    figures are slightly high (by the ramp's share of the run)."""
+    try:
+        before = read_transport_counters(prefix + ".before")
+        after = read_transport_counters(prefix + ".after")
+    except OSError:
+        return
+    if ios <= 0 or not after:
+        return
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    res.add(part, rnd, c, w, "kicks_per_io", delta.get("kicks", 0) / ios)
+    res.add(part, rnd, c, w, "interrupts_per_io", delta.get("interrupts", 0) / ios)
+    res.add(part, rnd, c, w, "bounce_us_per_io", delta.get("bounce_ns", 0) / 1000.0 / ios)
+    res.add(part, rnd, c, w, "dma_us_per_io", delta.get("dma_ns", 0) / 1000.0 / ios)
+
+
 def collect_guest(res, gdir):
     user_hz = 100.0
     for rec in read_tsv(os.path.join(gdir, "records.tsv")):
@@ -175,6 +209,8 @@ def collect_guest(res, gdir):
             if ios > 0:
                 cpu_s = (job["usr_cpu"] + job["sys_cpu"]) / 100.0 * job["job_runtime"] / 1000.0
                 res.add(part, rnd, c, w, "fio_cpu_us_per_io", cpu_s * 1e6 / ios)
+            if len(rec) > 6:
+                add_transport_counters(res, part, rnd, c, w, os.path.join(gdir, rec[6]), ios)
             cpu_file = os.path.join(gdir, rec[5])
             if os.path.exists(cpu_file) and d["iops"] > 0:
                 busy = cpu_busy(cpu_file, user_hz)
@@ -406,6 +442,25 @@ def markdown(res, run, rounds, plot_name):
         cols.append(("fio", w, "fio_cpu_us_per_io"))
     L.append(t.render(cols))
     L.append("")
+    vl_ids = [c for c in blk_ids if c.startswith("vl-")]
+    if any(res.values("blk", c, "randread-4k-qd1", "kicks_per_io") for c in vl_ids):
+        L.append("### virtio-loopback's transport, per I/O")
+        L.append("")
+        L.append("From the transport's debugfs counters around each fio run: kicks (the kick "
+                 "eventfd signalled), interrupts (vring interrupts run from the call eventfd), "
+                 "and the kernel's time in the DMA operations, copies included (*DMA*) and in "
+                 "the bounce copies alone (*copy*). The counters include fio's ramp; the I/O "
+                 "count does not, so per-I/O figures run a little high.")
+        L.append("")
+        vt = Table(res, "blk", vl_ids, base, rounds, guest_not_run)
+        vcols = []
+        for w in ["randread-4k-qd1", "randread-4k-qd32", "seqread-1m-qd4"]:
+            vcols.append((f"{LABEL[w]}: kicks", w, "kicks_per_io"))
+            vcols.append(("interrupts", w, "interrupts_per_io"))
+            vcols.append(("DMA us", w, "dma_us_per_io"))
+            vcols.append(("copy us", w, "bounce_us_per_io"))
+        L.append(vt.render(vcols))
+        L.append("")
     L.append("### Set-up time (ms)")
     L.append("")
     L.append("From starting the set-up command (virtio-loopback-adapter with the back-end already "

@@ -55,6 +55,13 @@ struct vl_window {
 	 */
 	phys_addr_t *orig;
 	unsigned long *starts;
+	/* Bounce counters for debugfs; updated without locks. */
+	atomic_long_t maps;
+	atomic_long_t map_failures;	/* window full: the request is retried */
+	atomic_long_t bytes_to_device;
+	atomic_long_t bytes_from_device;
+	atomic_long_t bounce_ns;	/* time spent copying */
+	atomic_long_t dma_ns;		/* time in map/unmap, copies included */
 	u32 *alloc_size;		/* bytes allocated at each granule, or 0 */
 	struct file *file;		/* the mmap-only window file */
 	struct page *sink;		/* mapped in place of revoked pages */
@@ -96,6 +103,15 @@ struct vl_queue {
 	struct work_struct irq_work;	/* interrupt from a nested wakeup */
 
 	spinlock_t irq_lock;		/* serializes vring_interrupt() */
+
+	/* Counters for debugfs (vl_debugfs.c); updated without locks. */
+	struct {
+		atomic_long_t kicks;		/* kick eventfd signalled */
+		atomic_long_t kicks_deferred;	/* ... from the workqueue */
+		atomic_long_t interrupts;	/* vring interrupts run */
+		atomic_long_t irqs_deferred;	/* ... from the workqueue */
+		atomic_long_t irqs_withheld;	/* bad used entries seen */
+	} stats;
 
 	/*
 	 * Heads made available by the driver and not yet used by the device,
@@ -171,6 +187,8 @@ struct vl_device {
 	struct work_struct register_work;
 	struct work_struct abort_work;
 	struct work_struct remove_work;
+
+	struct dentry *debugfs;		/* its stats file, or NULL */
 };
 
 #define VL_DEAD 0
@@ -213,6 +231,12 @@ void vl_queue_fail_inflight(struct vl_queue *q);
 int vl_queue_requeue(struct vl_queue *q, u32 *base, u32 *count);
 void vl_queue_progress(struct vl_queue *q, u32 *outstanding, u16 *avail_idx,
 		       u16 *used_idx);
+
+/* vl_debugfs.c */
+void vl_debugfs_init(void);
+void vl_debugfs_exit(void);
+void vl_debugfs_add(struct vl_device *vl);
+void vl_debugfs_remove(struct vl_device *vl);
 
 /* vl_virtio.c */
 void vl_virtio_setup(struct vl_device *vl);

@@ -162,6 +162,7 @@ static int vl_ioctl_create(struct vl_device *vl, void __user *argp)
 		goto clear_window;
 	vl->added = true;
 	vl->state = VIRTIO_LOOPBACK_STATE_CREATED;
+	vl_debugfs_add(vl);
 	kfree(c);
 	return 0;
 
@@ -508,6 +509,7 @@ static int __init vl_init(void)
 	err = misc_register(&vl_misc);
 	if (err)
 		goto window_exit;
+	vl_debugfs_init();
 	return 0;
 
 window_exit:
@@ -523,6 +525,7 @@ static void __exit vl_exit(void)
 	flush_workqueue(vl_wq);
 	wait_var_event(&vl_live_devices, !atomic_read(&vl_live_devices));
 	misc_deregister(&vl_misc);
+	vl_debugfs_exit();
 	destroy_workqueue(vl_wq);
 	vl_window_exit();
 	ida_destroy(&vl_ida);

@@ -144,12 +144,27 @@ static void vl_kick(struct vl_queue *q)
 
 	rcu_read_lock();
 	ctx = rcu_dereference(q->kick);
-	if (!ctx)
+	if (unlikely(!ctx)) {
+		/* Remember the kick for the eventfd to come. */
 		set_bit(VL_QUEUE_KICK_PENDING, &q->flags);
-	else if (likely(eventfd_signal_allowed()))
+		/*
+		 * Pairs with smp_mb() in vl_queue_replace_kick(): either it
+		 * sees the pending bit, or we see its eventfd and deliver.
+		 */
+		smp_mb__after_atomic();
+		ctx = rcu_dereference(q->kick);
+		if (!ctx ||
+		    !test_and_clear_bit(VL_QUEUE_KICK_PENDING, &q->flags))
+			goto out;
+	}
+	if (likely(eventfd_signal_allowed())) {
 		vl_signal_kick(ctx);
-	else if (!test_and_set_bit(VL_QUEUE_KICK_DEFERRED, &q->flags))
+		atomic_long_inc(&q->stats.kicks);
+	} else if (!test_and_set_bit(VL_QUEUE_KICK_DEFERRED, &q->flags)) {
 		queue_work(vl_wq, &q->kick_work);
+		atomic_long_inc(&q->stats.kicks_deferred);
+	}
+out:
 	rcu_read_unlock();
 }
 
@@ -218,14 +233,17 @@ void vl_queue_interrupt(struct vl_queue *q)
 	if (q->vq) {
 		bad = vl_queue_used_is_bad(q);
 		if (!bad) {
+			atomic_long_inc(&q->stats.interrupts);
 			vring_interrupt(0, q->vq);
 			/* The driver may have consumed more: check it too. */
 			bad = vl_queue_used_is_bad(q);
 		}
 	}
 	spin_unlock_irqrestore(&q->irq_lock, flags);
-	if (bad)
+	if (bad) {
+		atomic_long_inc(&q->stats.irqs_withheld);
 		vl_queue_reject_used(q);
+	}
 }
 
 static void vl_irq_work(struct work_struct *work)
@@ -248,8 +266,10 @@ static int vl_call_wakeup(wait_queue_entry_t *wait, unsigned int mode,
 		return 0;
 	eventfd_ctx_do_read(q->call, &count);
 	if (unlikely(this_cpu_read(vl_kicking))) {
-		if (!test_and_set_bit(VL_QUEUE_IRQ_DEFERRED, &q->flags))
+		if (!test_and_set_bit(VL_QUEUE_IRQ_DEFERRED, &q->flags)) {
 			queue_work(vl_wq, &q->irq_work);
+			atomic_long_inc(&q->stats.irqs_deferred);
+		}
 		return 0;
 	}
 	vl_queue_interrupt(q);
@@ -304,13 +324,17 @@ static void vl_queue_replace_kick(struct vl_queue *q, struct eventfd_ctx *ctx)
 {
 	struct eventfd_ctx *old = rcu_replace_pointer(q->kick, ctx, true);
 
-	/* After this no notify still uses old, and any that saw no eventfd
-	 * has set KICK_PENDING.
-	 */
-	synchronize_rcu();
-	flush_work(&q->kick_work);
-	if (old)
+	if (old) {
+		/*
+		 * No notify uses old after this. (Only replacing waits: set-up
+		 * time matters, and a first eventfd replaces nothing.)
+		 */
+		synchronize_rcu();
+		flush_work(&q->kick_work);
 		eventfd_ctx_put(old);
+	}
+	/* Pairs with the barrier in vl_kick(). */
+	smp_mb();
 	if (ctx && test_and_clear_bit(VL_QUEUE_KICK_PENDING, &q->flags))
 		vl_eventfd_signal(ctx);
 }

@@ -502,6 +502,7 @@ static void vl_remove_work(struct work_struct *work)
 		WRITE_ONCE(vl->registered, false);
 	}
 	if (vl->added) {
+		vl_debugfs_remove(vl);
 		device_del(&vl->dev);
 		vl->added = false;
 	}

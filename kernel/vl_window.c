@@ -390,8 +390,8 @@ static void vl_dma_free(struct device *dev, size_t size, void *vaddr,
 }
 
 /* Copies between a bounce slot and the driver's buffer, page by page. */
-static void vl_bounce(void *slot, phys_addr_t orig, size_t size,
-		      bool to_window)
+static void vl_bounce_pages(void *slot, phys_addr_t orig, size_t size,
+			    bool to_window)
 {
 	while (size) {
 		struct page *page = pfn_to_page(PHYS_PFN(orig));
@@ -410,6 +410,16 @@ static void vl_bounce(void *slot, phys_addr_t orig, size_t size,
 	}
 }
 
+/* vl_bounce_pages(), timed for the debugfs counters. */
+static void vl_bounce(struct vl_window *win, void *slot, phys_addr_t orig,
+		      size_t size, bool to_window)
+{
+	u64 start = ktime_get_ns();
+
+	vl_bounce_pages(slot, orig, size, to_window);
+	atomic_long_add(ktime_get_ns() - start, &win->bounce_ns);
+}
+
 static bool vl_dma_copies_to_device(enum dma_data_direction dir)
 {
 	return dir == DMA_TO_DEVICE || dir == DMA_BIDIRECTIONAL;
@@ -420,10 +430,9 @@ static bool vl_dma_copies_from_device(enum dma_data_direction dir)
 	return dir == DMA_FROM_DEVICE || dir == DMA_BIDIRECTIONAL;
 }
 
-static dma_addr_t vl_dma_map_page(struct device *dev, struct page *page,
-				  unsigned long offset, size_t size,
-				  enum dma_data_direction dir,
-				  unsigned long attrs)
+static dma_addr_t __vl_dma_map_page(struct device *dev, struct page *page,
+				    unsigned long offset, size_t size,
+				    enum dma_data_direction dir)
 {
 	struct vl_window *win = dev_to_window(dev);
 	phys_addr_t orig = page_to_phys(page) + offset;
@@ -435,15 +444,33 @@ static dma_addr_t vl_dma_map_page(struct device *dev, struct page *page,
 		return DMA_MAPPING_ERROR;
 	/* Atomic context is allowed here: gen_pool_alloc() never sleeps. */
 	slot = gen_pool_alloc(win->pool, size);
-	if (!slot)
+	if (!slot) {
+		atomic_long_inc(&win->map_failures);
 		return DMA_MAPPING_ERROR;
+	}
 	iova = gen_pool_virt_to_phys(win->pool, slot);
 	granule = iova >> VL_GRANULE_SHIFT;
 	win->orig[granule] = orig;
 	win->alloc_size[granule] = size;
 	set_bit(granule, win->starts);
-	if (vl_dma_copies_to_device(dir))
-		vl_bounce((void *)slot, orig, size, true);
+	atomic_long_inc(&win->maps);
+	if (vl_dma_copies_to_device(dir)) {
+		vl_bounce(win, (void *)slot, orig, size, true);
+		atomic_long_add(size, &win->bytes_to_device);
+	}
+	return iova;
+}
+
+static dma_addr_t vl_dma_map_page(struct device *dev, struct page *page,
+				  unsigned long offset, size_t size,
+				  enum dma_data_direction dir,
+				  unsigned long attrs)
+{
+	struct vl_window *win = dev_to_window(dev);
+	u64 start = ktime_get_ns();
+	dma_addr_t iova = __vl_dma_map_page(dev, page, offset, size, dir);
+
+	atomic_long_add(ktime_get_ns() - start, &win->dma_ns);
 	return iova;
 }
 
@@ -481,9 +508,8 @@ static bool vl_dma_is_mapping(struct vl_window *win, dma_addr_t iova,
 	       win->alloc_size[granule] == size;
 }
 
-static void vl_dma_unmap_page(struct device *dev, dma_addr_t iova,
-			      size_t size, enum dma_data_direction dir,
-			      unsigned long attrs)
+static void __vl_dma_unmap_page(struct device *dev, dma_addr_t iova,
+				size_t size, enum dma_data_direction dir)
 {
 	struct vl_window *win = dev_to_window(dev);
 	phys_addr_t orig;
@@ -497,11 +523,24 @@ static void vl_dma_unmap_page(struct device *dev, dma_addr_t iova,
 				     size, &iova);
 		return;
 	}
-	if (vl_dma_copies_from_device(dir))
-		vl_bounce(win->vaddr + iova, orig, size, false);
+	if (vl_dma_copies_from_device(dir)) {
+		vl_bounce(win, win->vaddr + iova, orig, size, false);
+		atomic_long_add(size, &win->bytes_from_device);
+	}
 	clear_bit(iova >> VL_GRANULE_SHIFT, win->starts);
 	win->alloc_size[iova >> VL_GRANULE_SHIFT] = 0;
 	gen_pool_free(win->pool, (unsigned long)win->vaddr + iova, size);
+}
+
+static void vl_dma_unmap_page(struct device *dev, dma_addr_t iova,
+			      size_t size, enum dma_data_direction dir,
+			      unsigned long attrs)
+{
+	struct vl_window *win = dev_to_window(dev);
+	u64 start = ktime_get_ns();
+
+	__vl_dma_unmap_page(dev, iova, size, dir);
+	atomic_long_add(ktime_get_ns() - start, &win->dma_ns);
 }
 
 static void vl_dma_sync_for_cpu(struct device *dev, dma_addr_t iova,
@@ -512,7 +551,7 @@ static void vl_dma_sync_for_cpu(struct device *dev, dma_addr_t iova,
 
 	if (vl_dma_copies_from_device(dir) &&
 	    vl_dma_lookup(win, iova, size, &orig))
-		vl_bounce(win->vaddr + iova, orig, size, false);
+		vl_bounce(win, win->vaddr + iova, orig, size, false);
 }
 
 static void vl_dma_sync_for_device(struct device *dev, dma_addr_t iova,
@@ -523,7 +562,7 @@ static void vl_dma_sync_for_device(struct device *dev, dma_addr_t iova,
 
 	if (vl_dma_copies_to_device(dir) &&
 	    vl_dma_lookup(win, iova, size, &orig))
-		vl_bounce(win->vaddr + iova, orig, size, true);
+		vl_bounce(win, win->vaddr + iova, orig, size, true);
 }
 
 static size_t vl_dma_max_mapping_size(struct device *dev)

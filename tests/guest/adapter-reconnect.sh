@@ -8,7 +8,9 @@
 #    errors, the disk goes away, and the kernel log stays clean.
 . "$(dirname "$0")/lib.sh"
 
-GRACE=4
+# Room for qemu-storage-daemon to restart on a slow, shared machine (case
+# 1 restarts it 1 s after the kill); case 2 waits it out.
+GRACE=10
 arm_hung_task_detector 30
 load_module
 modprobe virtio_blk

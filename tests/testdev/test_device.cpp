@@ -13,17 +13,30 @@ namespace vl::testdev {
 const char* const kSabotageNames =
     "bad-used-id|oversize-len|double-use|rewrite-desc|garbage-used-idx|call-storm";
 
+namespace {
+
+constexpr std::pair<std::string_view, Sabotage> kSabotages[] = {
+    {"bad-used-id", Sabotage::bad_used_id},           {"oversize-len", Sabotage::oversize_len},
+    {"double-use", Sabotage::double_use},             {"rewrite-desc", Sabotage::rewrite_desc},
+    {"garbage-used-idx", Sabotage::garbage_used_idx}, {"call-storm", Sabotage::call_storm},
+};
+
+} // namespace
+
 std::optional<Sabotage> parse_sabotage(std::string_view name)
 {
-    static constexpr std::pair<std::string_view, Sabotage> kNames[] = {
-        {"bad-used-id", Sabotage::bad_used_id},   {"oversize-len", Sabotage::oversize_len},
-        {"double-use", Sabotage::double_use},     {"rewrite-desc", Sabotage::rewrite_desc},
-        {"garbage-used-idx", Sabotage::garbage_used_idx}, {"call-storm", Sabotage::call_storm},
-    };
-    for (auto [n, s] : kNames)
+    for (auto [n, s] : kSabotages)
         if (n == name)
             return s;
     return std::nullopt;
+}
+
+std::string_view sabotage_name(Sabotage sabotage)
+{
+    for (auto [n, s] : kSabotages)
+        if (s == sabotage)
+            return n;
+    return "none";
 }
 
 Result<std::unique_ptr<TestDevice>> TestDevice::create(std::unique_ptr<RequestHandler> handler,
@@ -137,7 +150,8 @@ Status TestDevice::serve(std::uint32_t index)
     do {
         queue->disable_notification();
         for (;;) {
-            if (misbehaviour_.stall_after && completed_ >= *misbehaviour_.stall_after)
+            if (halted_ ||
+                (misbehaviour_.stall_after && completed_ >= *misbehaviour_.stall_after))
                 return ok_status(); // leave everything in flight
             VL_TRY_ASSIGN(auto chain, queue->pop());
             if (!chain)
@@ -160,9 +174,15 @@ namespace vl::testdev {
 Status TestDevice::complete(std::uint32_t queue, const virtq::DescriptorChain& chain,
                             std::uint32_t len)
 {
-    if (misbehaviour_.sabotage == Sabotage::none || completed_ < misbehaviour_.sabotage_after)
+    if (misbehaviour_.sabotage == Sabotage::none || sabotaged_ ||
+        completed_ < misbehaviour_.sabotage_after)
         return queues_.at(queue)->push(chain.head(), len);
-    return sabotage(queue, chain, len);
+    sabotaged_ = true;
+    VL_TRY(sabotage(queue, chain, len));
+    log_.warn("sabotage {} done on queue {} after {} requests{}", sabotage_name(misbehaviour_.sabotage),
+              queue, completed_, halted_ ? "; serving nothing more" : "");
+    // Now, not whenever the next completion comes (if ever).
+    return calls_.at(queue).signal();
 }
 
 // Writes a used element and publishes it behind the SplitQueue's back.
@@ -187,13 +207,23 @@ Status TestDevice::sabotage(std::uint32_t queue, const virtq::DescriptorChain& c
     switch (misbehaviour_.sabotage) {
     case Sabotage::bad_used_id:
         raw_push(queue, info.size + 7, len);
+        halted_ = true;
         return ok_status();
-    case Sabotage::oversize_len:
-        raw_push(queue, chain.head(), 1u << 30);
+    case Sabotage::oversize_len: {
+        // A proper push, then its length overwritten before the call: the
+        // queue's own used index stays right, so serving goes on.
+        VL_TRY(q->push(chain.head(), len));
+        const auto* idx =
+            reinterpret_cast<const std::uint16_t*>(ring_at(info.used) + virtq::ring_offset::kIdx);
+        const std::uint32_t slot = static_cast<std::uint16_t>(*idx - 1) % info.size;
+        const std::uint32_t huge = 1u << 30;
+        std::memcpy(ring_at(info.used) + virtq::ring_offset::used_entry(slot) + 4, &huge, 4);
         return ok_status();
+    }
     case Sabotage::double_use:
         VL_TRY(q->push(chain.head(), len));
         raw_push(queue, chain.head(), len);
+        halted_ = true;
         return ok_status();
     case Sabotage::rewrite_desc: {
         // Point the chain's descriptors outside the window, with absurd
@@ -215,6 +245,7 @@ Status TestDevice::sabotage(std::uint32_t queue, const virtq::DescriptorChain& c
     case Sabotage::garbage_used_idx: {
         auto* idx = reinterpret_cast<std::uint16_t*>(ring_at(info.used) + virtq::ring_offset::kIdx);
         *idx = static_cast<std::uint16_t>(*idx + 1000);
+        halted_ = true;
         return ok_status();
     }
     case Sabotage::call_storm:

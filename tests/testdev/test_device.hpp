@@ -18,20 +18,25 @@
 
 namespace vl::testdev {
 
-// How the device breaks the rules once `after` requests were served well,
-// to test the transport's defences against a hostile back-end.
+// How the device breaks the rules, once, after `after` requests were served
+// well, to test the transport's defences against a hostile back-end. The
+// call is signalled right after, so the kernel sees it at once. Modes that
+// forge the used ring behind the queue's back (bad-used-id, double-use,
+// garbage-used-idx) then stop serving: later completions would overwrite
+// the forged entries, and the device is broken anyway.
 enum class Sabotage {
     none,
-    bad_used_id,      // used entries with ids beyond the ring
-    oversize_len,     // used lengths far beyond the buffers
-    double_use,       // every head returned twice
-    rewrite_desc,     // descriptors rewritten (addresses, lengths, flags) before use
-    garbage_used_idx, // the used index jumps ahead
-    call_storm,       // the call eventfd signalled in a tight loop
+    bad_used_id,      // a used entry whose id is beyond the ring
+    oversize_len,     // a used length far beyond the buffer
+    double_use,       // a head returned twice
+    rewrite_desc,     // a chain's descriptors rewritten (addresses, lengths, flags) before use
+    garbage_used_idx, // the used index jumps ahead by more than the ring
+    call_storm,       // the call eventfd signalled 100000 times in a tight loop
 };
 
 // Parses "bad-used-id", ...; nullopt if unknown.
 std::optional<Sabotage> parse_sabotage(std::string_view name);
+std::string_view sabotage_name(Sabotage sabotage);
 // The list for --help.
 extern const char* const kSabotageNames;
 
@@ -94,6 +99,8 @@ private:
     std::uint64_t driver_features_ = 0;
     bool driver_ok_ = false;
     std::uint64_t completed_ = 0;
+    bool sabotaged_ = false; // the sabotage happened (it happens once)
+    bool halted_ = false;    // serves nothing more (after a forged used ring)
 };
 
 } // namespace vl::testdev

@@ -43,7 +43,7 @@ TEST(Options, OneDeviceWithDefaults)
     EXPECT_EQ(d.config_size, 60u);
     EXPECT_FALSE(d.num_queues.has_value());
     EXPECT_EQ(d.queue_size, 256u);
-    EXPECT_EQ(d.window_bytes, 64u << 20);
+    EXPECT_EQ(d.window_bytes, 16u << 20);
     EXPECT_EQ(d.name, "blk0");
 }
 
