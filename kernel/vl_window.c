@@ -34,7 +34,8 @@
 
 /* Bounce allocations are made in granules of 1 << VL_GRANULE_SHIFT bytes. */
 #define VL_GRANULE_SHIFT	8
-/* Largest single streaming mapping; larger requests are split by the
+/*
+ * Largest single streaming mapping; larger requests are split by the
  * block layer (virtio_blk sizes its segments with dma_max_mapping_size()).
  */
 #define VL_MAX_MAPPING		(256 * 1024)
@@ -227,7 +228,8 @@ static vm_fault_t vl_window_page_mkwrite(struct vm_fault *vmf)
 
 	if (vl_window_is_protected(win, (u64)vmf->pgoff << PAGE_SHIFT))
 		return VM_FAULT_SIGBUS;
-	/* Our pages have no page-cache mapping: lock here, or the core
+	/*
+	 * Our pages have no page-cache mapping: lock here, or the core
 	 * would take the page for truncated and retry the fault forever.
 	 */
 	lock_page(vmf->page);
@@ -514,7 +516,8 @@ static void __vl_dma_unmap_page(struct device *dev, dma_addr_t iova,
 	struct vl_window *win = dev_to_window(dev);
 	phys_addr_t orig;
 
-	/* Reachable through a device that rewrote its descriptors (6.1's
+	/*
+	 * Reachable through a device that rewrote its descriptors (6.1's
 	 * detach follows descriptor flags in the ring): not a kernel bug.
 	 */
 	if (!vl_dma_is_mapping(win, iova, size) ||

@@ -5,10 +5,12 @@
 # - bad-used-id, double-use, garbage-used-idx: the transport must see the
 #   broken used ring at the call that follows, fail the device at once
 #   (fio gets I/O errors within BOUND s, nothing killed) and log why;
-# - oversize-len, rewrite-desc, call-storm: the transport cannot tell
-#   (lengths are the driver's to check, descriptors are re-read from its
-#   own copy) or need not (a storm of calls); fio ends, with or without
-#   errors, or stalls and ends once the device is killed.
+# - rewrite-desc: the descriptor table is read-only to user space, so the
+#   device's write faults and the process dies of SIGBUS; its file closes
+#   and fio gets I/O errors;
+# - oversize-len, call-storm: the transport cannot tell (lengths are the
+#   driver's to check) or need not (a storm of calls); fio ends, with or
+#   without errors, or stalls and ends once the device is killed.
 # Either way the device must go away, the kernel log must stay free of
 # BUG/WARNING/Oops/hung tasks and the module must unload.
 . "$(dirname "$0")/lib.sh"
@@ -51,8 +53,12 @@ for mode in ${VL_HOSTILE_MODES:-bad-used-id double-use garbage-used-idx oversize
 			fail "$mode: the kernel log does not say why the device was failed"
 		broke_before=$broke
 	fi
+	dev_status=0
 	kill "$dev_pid" 2>/dev/null || true
-	wait "$dev_pid" 2>/dev/null || true
+	wait "$dev_pid" 2>/dev/null || dev_status=$?
+	if [ "$mode" = rewrite-desc ] && [ "$dev_status" != $((128 + 7)) ]; then
+		fail "$mode: the device should have died of SIGBUS writing its read-only descriptor table (exit status $dev_status)"
+	fi
 	wait_until 30 '[ "$(loopback_devices)" = 0 ]' || fail "$mode: the device did not go away"
 done
 

@@ -24,10 +24,13 @@ run_case() { # name, vl-testdev options
 	disk=$(find_virtio_disk 30) || fail "$name: no virtio disk appeared"
 	fio --name=load --filename="/dev/$disk" --rw=randrw --bs=4k --ioengine=libaio \
 		--iodepth=16 --direct=1 --time_based --runtime=120 --numjobs=2 \
-		--output=/tmp/fio.out >/dev/null 2>&1 &
+		--output=/tmp/fio.out >/dev/null 2>/tmp/fio.err &
 	fio_pid=$!
-	sleep 3
-	kill -0 "$fio_pid" 2>/dev/null || { cat /tmp/fio.out; fail "$name: fio did not run"; }
+	# Under way: 100 requests completed (the stalled device completes
+	# 200) and some in flight. fio's start-up time varies a lot under TCG.
+	wait_until 30 "[ \$(awk '{ print \$1 + \$5 }' /sys/block/$disk/stat) -ge 100 ] &&
+		[ \$(awk '{ print \$1 + \$2 }' /sys/block/$disk/inflight) -gt 0 ]" ||
+		{ cat /tmp/fio.out /tmp/fio.err; fail "$name: fio did not get I/O under way"; }
 	step "$name: kill -9 the device with I/O in flight"
 	t0=$(now_ms)
 	kill -9 "$dev_pid"
@@ -37,7 +40,9 @@ run_case() { # name, vl-testdev options
 	fio_status=0
 	wait "$fio_pid" || fio_status=$?
 	[ "$fio_status" != 0 ] || fail "$name: fio reported success, I/O errors were expected"
-	grep -q "Input/output error\|error=" /tmp/fio.out || { cat /tmp/fio.out; fail "$name: fio did not report I/O errors"; }
+	# fio reports the error on stderr (io_u error) and, per job, as err=.
+	grep -q "Input/output error\|err= *5" /tmp/fio.out /tmp/fio.err ||
+		{ cat /tmp/fio.out /tmp/fio.err; fail "$name: fio did not report I/O errors"; }
 	step "$name: fio ended with I/O errors ${elapsed} ms after the kill"
 	wait_until 10 '[ ! -e /sys/block/$disk ]' || fail "$name: /dev/$disk still exists"
 	wait "$dev_pid" 2>/dev/null || true

@@ -29,7 +29,7 @@ enum class Sabotage {
     bad_used_id,      // a used entry whose id is beyond the ring
     oversize_len,     // a used length far beyond the buffer
     double_use,       // a head returned twice
-    rewrite_desc,     // a chain's descriptors rewritten (addresses, lengths, flags) before use
+    rewrite_desc,     // a chain's descriptors rewritten (the kernel maps them read-only: SIGBUS)
     garbage_used_idx, // the used index jumps ahead by more than the ring
     call_storm,       // the call eventfd signalled 100000 times in a tight loop
 };
