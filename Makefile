@@ -9,9 +9,13 @@
 #   make sanitize build with ASan+UBSan into build-asan, run the host tests
 #   make stress   the long forms: 20 rounds of 64 devices, the fault matrix
 #                 10 times, 100000 random uapi calls, fuzzers for FUZZ_SECONDS
+#   make install  install user space, units, udev rule, man pages, the
+#                 back-end library and the DKMS module source (DESTDIR, PREFIX)
+#   make package  the Debian packages into $(BUILD)/packages (docs/packaging.md)
 #
 # Variables: BUILD (build folder, default build), WERROR=1 (warnings are
-# errors), SANITIZE=1 (ASan+UBSan), JOBS (parallel compile jobs).
+# errors), SANITIZE=1 (ASan+UBSan), JOBS (parallel compile jobs), PREFIX
+# (install prefix, default /usr/local), DESTDIR (staging root for install).
 
 BUILD ?= build
 JOBS ?= $(shell nproc)
@@ -19,9 +23,11 @@ WERROR ?= 0
 SANITIZE ?= 0
 CTEST_ARGS ?=
 FUZZ_SECONDS ?= 300
+PREFIX ?= /usr/local
 
 CMAKE_FLAGS = -DVL_WERROR=$(if $(filter 1,$(WERROR)),ON,OFF) \
-              -DVL_SANITIZE=$(if $(filter 1,$(SANITIZE)),ON,OFF)
+              -DVL_SANITIZE=$(if $(filter 1,$(SANITIZE)),ON,OFF) \
+              -DCMAKE_INSTALL_PREFIX=$(PREFIX)
 
 all: userspace modules
 
@@ -71,6 +77,15 @@ demo: all
 bench: all
 	@benchmarks/run.sh --build $(abspath $(BUILD))
 
+# The prefix is set when configuring (units and the .pc file name the
+# installed paths); DESTDIR stages the tree elsewhere.
+install: userspace
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD)
+
+# .debs from a copy of the tree (the tree stays clean): $(BUILD)/packages.
+package: deps
+	@scripts/build-debs.sh -j $(JOBS) $(BUILD)/packages
+
 # Kernel coding style of the module (needs Debian's linux-source; not in CI).
 checkpatch:
 	@scripts/checkpatch.sh
@@ -78,4 +93,5 @@ checkpatch:
 clean:
 	rm -rf $(BUILD) $(BUILD)-asan
 
-.PHONY: all deps userspace modules test test-unit test-vm sanitize stress demo bench checkpatch clean
+.PHONY: all deps userspace modules test test-unit test-vm sanitize stress demo bench install package \
+	checkpatch clean

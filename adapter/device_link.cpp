@@ -50,9 +50,11 @@ DeviceLink::DeviceLink(DeviceSpec spec, LinkSettings settings, EventLoop& loop, 
 
 DeviceLink::~DeviceLink() { shutdown(); }
 
-void DeviceLink::start(std::function<void(const Error&)> on_fatal)
+void DeviceLink::start(std::function<void(const Error&)> on_fatal,
+                       std::function<void()> on_created)
 {
     on_fatal_ = std::move(on_fatal);
+    on_created_ = std::move(on_created);
     connect_deadline_ = std::chrono::steady_clock::now() + settings_.connect_timeout;
     try_connect();
 }
@@ -123,8 +125,11 @@ void DeviceLink::try_connect()
         fail(created.error().wrap("cannot create the device in the transport"));
         return;
     }
+    const bool first = !ever_connected_;
     ever_connected_ = true;
     state_ = State::running;
+    if (first && on_created_)
+        on_created_();
 }
 
 void DeviceLink::retry_later(std::chrono::milliseconds delay)

@@ -51,8 +51,10 @@ public:
     DeviceLink(const DeviceLink&) = delete;
     DeviceLink& operator=(const DeviceLink&) = delete;
 
-    // Starts connecting; `on_fatal` is called if the link gives up for good.
-    void start(std::function<void(const Error&)> on_fatal);
+    // Starts connecting; `on_fatal` is called if the link gives up for good,
+    // `on_created` when the kernel device is first created.
+    void start(std::function<void(const Error&)> on_fatal,
+               std::function<void()> on_created = {});
     // Removes the device and disconnects (SIGTERM).
     void shutdown();
 
@@ -102,6 +104,7 @@ private:
     EventLoop& loop_;
     Logger log_;
     std::function<void(const Error&)> on_fatal_;
+    std::function<void()> on_created_;
     State state_ = State::connecting;
     bool ever_connected_ = false; // the connect timeout applies before that
     std::chrono::steady_clock::time_point connect_deadline_;

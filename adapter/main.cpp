@@ -9,6 +9,7 @@
 
 #include "base/event_loop.hpp"
 #include "base/log.hpp"
+#include "base/service_notify.hpp"
 #include "device_link.hpp"
 #include "loopback/control_file.hpp"
 #include "options.hpp"
@@ -54,6 +55,7 @@ int run(const AdapterOptions& options)
     };
     Status signals = loop->handle_termination([&](int signal) {
         log.info("{}: removing {} device(s)", signal == SIGINT ? "SIGINT" : "SIGTERM", links.size());
+        notify_service_stopping();
         stop_all();
     });
     if (!signals.ok()) {
@@ -65,11 +67,18 @@ int run(const AdapterOptions& options)
                           options.stall_timeout, options.reply_timeout_ms};
     for (const auto& spec : options.devices)
         links.push_back(std::make_unique<DeviceLink>(spec, settings, *loop, log.child(spec.name)));
+    // A Type=notify unit is up once every device exists in the kernel.
+    std::size_t created = 0;
     for (auto& link : links)
-        link->start([&](const Error&) {
-            exit_code = kExitRuntimeError;
-            stop_all();
-        });
+        link->start(
+            [&](const Error&) {
+                exit_code = kExitRuntimeError;
+                stop_all();
+            },
+            [&] {
+                if (++created == links.size())
+                    notify_service_ready(fmt::format("{} device(s) created", created));
+            });
 
     if (Status s = loop->run(); !s.ok()) {
         log.error("{}", s.error().message());

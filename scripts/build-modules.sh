@@ -6,20 +6,28 @@
 # Each release builds in its own copy of the sources (Kbuild writes objects
 # next to them), so the builds never see each other's objects.
 #   build-modules.sh [BUILD_DIR] [RELEASE...]
+#   build-modules.sh --list      only print the releases it would build for
 set -euo pipefail
+
+# The releases of the installed kernel header sets.
+header_releases() {
+	for kdir in /lib/modules/*/build; do
+		[[ -e $kdir/Makefile ]] || continue
+		rel=${kdir#/lib/modules/}
+		echo "${rel%/build}"
+	done
+}
+if [[ ${1:-} == --list ]]; then
+	header_releases
+	exit 0
+fi
 
 src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${1:-$src/build}
 shift || true
 
 releases=("$@")
-if ((${#releases[@]} == 0)); then
-	for kdir in /lib/modules/*/build; do
-		[[ -e $kdir/Makefile ]] || continue
-		rel=${kdir#/lib/modules/}
-		releases+=("${rel%/build}")
-	done
-fi
+((${#releases[@]})) || mapfile -t releases < <(header_releases)
 if ((${#releases[@]} == 0)); then
 	echo "build-modules: no kernel headers installed; run 'make deps'" >&2
 	exit 1

@@ -14,6 +14,7 @@
 #include <cstdio>
 
 #include "backend/daemon.hpp"
+#include "base/service_notify.hpp"
 #include "base/unique_fd.hpp"
 
 #ifndef VL_VERSION
@@ -308,8 +309,11 @@ int serve(const ProgramInfo& info, Device& device, const CommonConfig& common, c
     auto daemon = Daemon::listen(device, options, logger);
     if (!daemon)
         return report(info, {ExitCode::runtime_error, daemon.error()});
+    // The socket accepts front-ends from here on: a Type=notify unit is up.
+    notify_service_ready(fmt::format("listening on {}", common.socket_path));
     const int stop_fds[] = {signals.get()};
     Status served = (*daemon)->serve(stop_fds);
+    notify_service_stopping();
     if (!served)
         return report(info, {ExitCode::runtime_error, served.error()});
     signalfd_siginfo signal_info{};
