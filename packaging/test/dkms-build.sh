@@ -70,7 +70,7 @@ for rel in "${releases[@]}"; do
 		{ cat "$tmp/mktarball.log"; die "dkms mktarball failed for $rel"; }
 	dkms install -m "$name" -v "$version" -k "$rel" "${trees[@]}" --no-depmod \
 		>"$tmp/install.log" 2>&1 || { cat "$tmp/install.log"; die "dkms install failed for $rel"; }
-	dkms status -m "$name" -v "$version" -k "$rel" "${trees[@]}" 2>/dev/null | grep -q ': installed' ||
+	dkms status -m "$name" -v "$version" -k "$rel" "${trees[@]}" 2>/dev/null | grep ': installed' >/dev/null ||
 		die "dkms status does not say installed for $rel: $(dkms status "${trees[@]}" 2>&1)"
 	ko=$(find "$tmp/root/lib/modules/$rel/updates/dkms" -name 'virtio_loopback.ko*' | head -n1)
 	[[ -n $ko ]] || die "no virtio_loopback.ko under updates/dkms of $rel"

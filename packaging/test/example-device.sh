@@ -31,7 +31,7 @@ make -C "$work/example-device" --no-print-directory CXXFLAGS='-O1 -Wall -Wextra 
 	die "the example device does not build against the installed library"
 
 program=$work/example-device/vhost-user-pattern
-"$program" --help | grep -q -- '--byte' || die "--help does not list --byte"
+"$program" --help | grep -- '--byte' >/dev/null || die "--help does not list --byte"
 "$program" -s "$work/pattern.sock" --byte 165 &
 pid=$!
 for _ in $(seq 100); do [[ -S $work/pattern.sock ]] && break; sleep 0.1; done

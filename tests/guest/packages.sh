@@ -41,7 +41,8 @@ mkdir -p /tmp/overlay/upper /tmp/overlay/work "$root"
 mount -t overlay overlay -o lowerdir=/,upperdir=/tmp/overlay/upper,workdir=/tmp/overlay/work "$root" ||
 	fail "cannot mount the overlay root"
 for d in proc sys dev; do mount --rbind "/$d" "$root/$d" || fail "cannot bind /$d"; done
-for d in run tmp; do mount --bind "/$d" "$root/$d" || fail "cannot bind /$d"; done
+# rbind: a project under /tmp is a share mounted inside the guest's /tmp.
+for d in run tmp; do mount --rbind "/$d" "$root/$d" || fail "cannot bind /$d"; done
 # What udev or systemd would have made in /dev (dkms uses <(...)).
 for fd in fd:/proc/self/fd stdin:/proc/self/fd/0 stdout:/proc/self/fd/1 stderr:/proc/self/fd/2; do
 	[ -e "/dev/${fd%%:*}" ] || ln -s "${fd#*:}" "/dev/${fd%%:*}"
