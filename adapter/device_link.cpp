@@ -412,8 +412,12 @@ Status DeviceLink::start_rings(bool resume)
         addr.avail_user_addr = info.avail;
         addr.used_user_addr = info.used;
         VL_TRY(backend_->set_vring_addr(addr));
-        VL_TRY(backend_->set_vring_kick(q, kicks_[q].get()));
+        // Call before kick: a back-end may start the ring, and complete
+        // the requests put back after a loss, as soon as it has the kick;
+        // it must have somewhere to signal them (qemu-storage-daemon
+        // panics on a completion with no call fd).
         VL_TRY(backend_->set_vring_call(q, calls_[q].get()));
+        VL_TRY(backend_->set_vring_kick(q, kicks_[q].get()));
         if (enable_messages)
             VL_TRY(backend_->set_vring_enable(q, true));
         // Requests may already wait in the ring (put back after a loss, or
