@@ -106,7 +106,15 @@ class Program
         ::kill(pid_, signal);
         return wait();
     }
-    [[nodiscard]] bool running() const { return pid_ > 0 && ::kill(pid_, 0) == 0; }
+    // Whether it has not exited yet. An exited child is a zombie until
+    // wait(), which kill(pid, 0) still finds: look without reaping.
+    [[nodiscard]] bool running() const
+    {
+        siginfo_t info{};
+        return pid_ > 0 && ::waitid(P_PID, static_cast<id_t>(pid_), &info,
+                                    WEXITED | WNOHANG | WNOWAIT) == 0 &&
+               info.si_pid == 0;
+    }
     [[nodiscard]] std::string out() const { return slurp(out_); }
     [[nodiscard]] std::string err() const { return slurp(err_); }
 

@@ -17,7 +17,6 @@
 #include <linux/input.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,15 +27,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <functional>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "input_driver.hpp"
+#include "program_runner.hpp"
 
 #ifndef VL_INPUT_PROGRAM
 #error "VL_INPUT_PROGRAM must name the vhost-user-input program"
@@ -44,8 +42,6 @@
 #ifndef VL_TEST_DRIVER_PROGRAM
 #error "VL_TEST_DRIVER_PROGRAM must name the vl-test-driver program"
 #endif
-
-extern char** environ;
 
 namespace vl::test_driver
 {
@@ -58,89 +54,8 @@ namespace fs = std::filesystem;
 // Generous: the guest variant runs under TCG emulation.
 constexpr auto kTimeout = 10s;
 
-class TempDir
-{
-  public:
-    TempDir()
-    {
-        std::string pattern = fs::temp_directory_path() / "vl-input-e2e-XXXXXX";
-        if (::mkdtemp(pattern.data()) == nullptr)
-            throw std::runtime_error("mkdtemp failed");
-        path_ = pattern;
-    }
-    ~TempDir() { fs::remove_all(path_); }
-    [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
-
-  private:
-    std::string path_;
-};
-
-std::string slurp(const std::string& path)
-{
-    std::ifstream in(path);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-// A program run as a child process, its output in files.
-class Program
-{
-  public:
-    Program(const TempDir& dir, const std::string& program, std::vector<std::string> args,
-            const std::string& tag = "program")
-        : out_(dir.file(tag + ".out")), err_(dir.file(tag + ".err"))
-    {
-        std::string path = program;
-        std::vector<char*> argv{path.data()};
-        for (auto& a : args)
-            argv.push_back(a.data());
-        argv.push_back(nullptr);
-        posix_spawn_file_actions_t actions;
-        posix_spawn_file_actions_init(&actions);
-        posix_spawn_file_actions_addopen(&actions, 1, out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                         0600);
-        posix_spawn_file_actions_addopen(&actions, 2, err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                         0600);
-        EXPECT_EQ(::posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ), 0);
-        posix_spawn_file_actions_destroy(&actions);
-    }
-    Program(const Program&) = delete;
-    Program& operator=(const Program&) = delete;
-    ~Program()
-    {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGKILL);
-            (void)wait();
-        }
-    }
-
-    // The exit status (or 128 + signal).
-    int wait()
-    {
-        int status = 0;
-        if (::waitpid(pid_, &status, 0) != pid_)
-            return -1;
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    int stop()
-    {
-        ::kill(pid_, SIGTERM);
-        return wait();
-    }
-    [[nodiscard]] bool running() const
-    {
-        return pid_ > 0 && ::waitpid(pid_, nullptr, WNOHANG) == 0;
-    }
-    [[nodiscard]] std::string out() const { return slurp(out_); }
-    [[nodiscard]] std::string err() const { return slurp(err_); }
-
-  private:
-    std::string out_;
-    std::string err_;
-    pid_t pid_ = -1;
-};
+using e2e::Program;
+using e2e::TempDir;
 
 bool eventually(const std::function<bool()>& condition,
                 std::chrono::milliseconds timeout = kTimeout)
