@@ -21,6 +21,7 @@
 
 #include <linux/device.h>
 #include <linux/eventfd.h>
+#include <linux/iova.h>
 #include <linux/mutex.h>
 #include <linux/poll.h>
 #include <linux/rwsem.h>
@@ -31,38 +32,62 @@
 #include <linux/workqueue.h>
 
 struct gen_pool;
+struct mem_cgroup;
 struct vring_desc;
 struct vring_avail;
 struct vring_used;
 
+/* One page of a window's bounce zone (vl_window.c). */
+struct vl_slot {
+	struct page *page;	/* allocated on first use, kept; cmpxchg */
+	phys_addr_t orig;	/* head: the driver's address of byte 0 */
+	u32 size;		/* head: bytes mapped, 0 when free */
+	u32 head;		/* 1 + index of the mapping's head, 0 if free */
+};
+
 /**
  * struct vl_window - the DMA window of one device
  *
- * All memory a device's back-end can reach: vrings (coherent allocations)
- * and bounce buffers (streaming mappings). IOVA = byte offset in the window;
- * the first page is never allocated so that IOVA 0 stays invalid.
+ * All memory a device's back-end can reach: vrings (coherent allocations,
+ * in the coherent zone) and bounce buffers (streaming mappings, in the
+ * bounce zone). IOVA = byte offset in the window; the first page is never
+ * allocated so that IOVA 0 stays invalid. vl_window.c explains the zones.
+ *
+ * A slot's mapping fields are written by the map and unmap of the mapping
+ * that owns it (the IOVA allocator hands each range to one owner) and read
+ * by its syncs, which the DMA API orders; other readers (the abort path)
+ * only filter with them.
  */
 struct vl_window {
 	struct kref ref;		/* device + window file */
-	void *vaddr;			/* vmalloc'ed, zeroed */
 	size_t size;
-	struct gen_pool *pool;		/* allocator of [PAGE_SIZE, size) */
-	/*
-	 * Bounce bookkeeping, one slot per allocation granule. orig[] holds the
-	 * physical address of the driver's buffer for the granule that starts
-	 * a streaming mapping; starts marks those granules. Written on map and
-	 * read on unmap/sync of the same mapping, which the DMA API orders.
-	 */
-	phys_addr_t *orig;
-	unsigned long *starts;
-	/* Bounce counters for debugfs; updated without locks. */
-	atomic_long_t maps;
-	atomic_long_t map_failures;	/* window full: the request is retried */
-	atomic_long_t bytes_to_device;
-	atomic_long_t bytes_from_device;
-	atomic_long_t bounce_ns;	/* time spent copying */
-	atomic_long_t dma_ns;		/* time in map/unmap, copies included */
-	u32 *alloc_size;		/* bytes allocated at each granule, or 0 */
+	struct mem_cgroup *memcg;	/* the creator's: pays for the pages */
+
+	/* Coherent zone: [0, coherent_size), vmalloc'ed and zeroed. */
+	void *coherent;
+	size_t coherent_size;
+	struct gen_pool *pool;		/* allocator of [PAGE_SIZE, coherent_size) */
+	u32 *coherent_alloc;		/* bytes allocated at each page, or 0 */
+
+	/* Bounce zone: [coherent_size, size), in pages. */
+	struct iova_domain iovad;	/* allocator; has its own locks */
+	bool iovad_ready;
+	unsigned long bounce_pfn;	/* first page: coherent_size >> PAGE_SHIFT */
+	unsigned long bounce_pages;
+	struct vl_slot *slots;		/* bounce_pages of them */
+
+	/* Counters for debugfs (vl_debugfs.c); updated without locks. */
+	struct {
+		atomic_long_t maps;
+		atomic_long_t map_failures;	/* no room: the request is retried */
+		atomic_long_t pages;		/* bounce pages allocated */
+		atomic_long_t page_failures;	/* ... that could not be */
+		atomic_long_t bytes_to_device;
+		atomic_long_t bytes_from_device;
+		atomic_long_t bounce_ns;	/* time spent copying */
+		atomic_long_t dma_ns;		/* time in map/unmap, copies included */
+	} stats;
+
 	struct file *file;		/* the mmap-only window file */
 	struct page *sink;		/* mapped in place of revoked pages */
 	struct rw_semaphore revoke_lock; /* protects revoked against faults */
@@ -208,10 +233,15 @@ extern struct workqueue_struct *vl_wq;
 /* vl_window.c */
 int vl_window_init(void);
 void vl_window_exit(void);
-struct vl_window *vl_window_create(size_t size);
+struct vl_window *vl_window_create(size_t size, u32 num_queues,
+				   u32 max_queue_size);
 void vl_window_put(struct vl_window *win);
 void vl_window_revoke(struct vl_window *win);
-void *vl_window_ptr(struct vl_window *win, u64 iova, size_t len);
+void *vl_window_coherent_ptr(struct vl_window *win, u64 iova, size_t len);
+bool vl_window_read(struct vl_window *win, u64 iova, void *buf, size_t len);
+bool vl_window_write(struct vl_window *win, u64 iova, const void *buf,
+		     size_t len);
+bool vl_window_zero(struct vl_window *win, u64 iova, size_t len);
 bool vl_window_is_mapped(struct vl_window *win, u64 iova);
 void vl_window_protect(struct vl_window *win, unsigned int slot, u64 start,
 		       u64 len);

@@ -28,13 +28,15 @@ static int vl_stats_show(struct seq_file *s, void *unused)
 			   atomic_long_read(&q->stats.irqs_deferred),
 			   atomic_long_read(&q->stats.irqs_withheld));
 	}
-	seq_printf(s, "window bytes %zu maps %ld map_failures %ld bytes_to_device %ld bytes_from_device %ld bounce_ns %ld dma_ns %ld\n",
-		   win->size, atomic_long_read(&win->maps),
-		   atomic_long_read(&win->map_failures),
-		   atomic_long_read(&win->bytes_to_device),
-		   atomic_long_read(&win->bytes_from_device),
-		   atomic_long_read(&win->bounce_ns),
-		   atomic_long_read(&win->dma_ns));
+	seq_printf(s, "window bytes %zu maps %ld map_failures %ld pages %ld page_failures %ld bytes_to_device %ld bytes_from_device %ld bounce_ns %ld dma_ns %ld\n",
+		   win->size, atomic_long_read(&win->stats.maps),
+		   atomic_long_read(&win->stats.map_failures),
+		   atomic_long_read(&win->stats.pages),
+		   atomic_long_read(&win->stats.page_failures),
+		   atomic_long_read(&win->stats.bytes_to_device),
+		   atomic_long_read(&win->stats.bytes_from_device),
+		   atomic_long_read(&win->stats.bounce_ns),
+		   atomic_long_read(&win->stats.dma_ns));
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(vl_stats);

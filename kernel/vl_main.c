@@ -135,7 +135,7 @@ static int vl_ioctl_create(struct vl_device *vl, void __user *argp)
 		err = -ENOMEM;
 		goto free_args;
 	}
-	win = vl_window_create(window_size);
+	win = vl_window_create(window_size, c->num_queues, c->max_queue_size);
 	if (IS_ERR(win)) {
 		err = PTR_ERR(win);
 		goto free_queues;

@@ -435,13 +435,14 @@ int vl_queue_attach(struct vl_queue *q, struct virtqueue *vq)
 	unsigned int num = virtqueue_get_vring_size(vq);
 	u16 *outstanding;
 
-	q->desc = vl_window_ptr(win, virtqueue_get_desc_addr(vq),
-				sizeof(struct vring_desc) * num);
-	q->avail = vl_window_ptr(win, virtqueue_get_avail_addr(vq),
-				 struct_size(q->avail, ring, num));
+	q->desc = vl_window_coherent_ptr(win, virtqueue_get_desc_addr(vq),
+					 sizeof(struct vring_desc) * num);
+	q->avail = vl_window_coherent_ptr(win, virtqueue_get_avail_addr(vq),
+					  struct_size(q->avail, ring, num));
 	/* The used ring is followed by avail_event (EVENT_IDX). */
-	q->used = vl_window_ptr(win, virtqueue_get_used_addr(vq),
-				struct_size(q->used, ring, num) + sizeof(u16));
+	q->used = vl_window_coherent_ptr(win, virtqueue_get_used_addr(vq),
+					 struct_size(q->used, ring, num) +
+					 sizeof(u16));
 	if (WARN_ON(!q->desc || !q->avail || !q->used))
 		return -EINVAL;
 	/*
@@ -591,6 +592,22 @@ static enum vl_fail_fill vl_fail_fill_for(u32 device_id)
 }
 
 /*
+ * Reads descriptor i of the chain's table: the ring's own (in the coherent
+ * zone) or an indirect table at table_iova (a bounced buffer, which may
+ * straddle pages). False if the indirect table is not in the window.
+ */
+static bool vl_read_desc(struct vl_queue *q, u64 table_iova, unsigned int i,
+			 struct vring_desc *d)
+{
+	if (!table_iova) {
+		*d = q->desc[i];
+		return true;
+	}
+	return vl_window_read(q->vl->window, table_iova + i * sizeof(*d), d,
+			      sizeof(*d));
+}
+
+/*
  * Fills the device-writable buffers of the chain at head as the failure
  * requires; returns the used length to report. The rings were revoked from
  * user space, but user space may have scribbled on them before, so every
@@ -600,48 +617,42 @@ static u32 vl_fail_chain(struct vl_queue *q, u16 head, enum vl_fail_fill fill)
 {
 	struct virtio_device *vdev = &q->vl->vdev;
 	struct vl_window *win = q->vl->window;
-	struct vring_desc *table = q->desc;
 	unsigned int table_len = q->num, budget = q->num, i = head;
-	void *last = NULL;
+	u64 table = 0, last = 0;	/* 0: the ring's table; no buffer */
 	u32 last_len = 0;
+	struct vring_desc d;
 
-	while (budget--) {
-		struct vring_desc *d = &table[i];
-		u16 flags = virtio16_to_cpu(vdev, d->flags);
-		u64 addr = virtio64_to_cpu(vdev, d->addr);
-		u32 len = virtio32_to_cpu(vdev, d->len);
+	while (budget-- && vl_read_desc(q, table, i, &d)) {
+		u16 flags = virtio16_to_cpu(vdev, d.flags);
+		u64 addr = virtio64_to_cpu(vdev, d.addr);
+		u32 len = virtio32_to_cpu(vdev, d.len);
 
 		if (flags & VRING_DESC_F_INDIRECT) {
 			/* Only from the main table, and only as a whole. */
-			if (table != q->desc || !len || len % sizeof(*d))
+			if (table || !addr || !len || len % sizeof(d))
 				break;
-			table = vl_window_ptr(win, addr, len);
-			if (!table)
-				break;
-			table_len = len / sizeof(*d);
+			table = addr;
+			table_len = len / sizeof(d);
 			budget = table_len;
 			i = 0;
 			continue;
 		}
-		if ((flags & VRING_DESC_F_WRITE) && len) {
-			void *buf = vl_window_ptr(win, addr, len);
-
-			if (buf) {
-				if (fill == VL_FAIL_ZERO)
-					memset(buf, 0, len);
-				last = buf;
-				last_len = len;
-			}
+		if ((flags & VRING_DESC_F_WRITE) && len &&
+		    (fill != VL_FAIL_ZERO || vl_window_zero(win, addr, len))) {
+			last = addr;
+			last_len = len;
 		}
 		if (!(flags & VRING_DESC_F_NEXT))
 			break;
-		i = virtio16_to_cpu(vdev, d->next);
+		i = virtio16_to_cpu(vdev, d.next);
 		if (i >= table_len)
 			break;
 	}
 	if (fill == VL_FAIL_BLK_STATUS && last) {
-		*(u8 *)(last + last_len - 1) = VIRTIO_BLK_S_IOERR;
-		return 1;
+		u8 status = VIRTIO_BLK_S_IOERR;
+
+		if (vl_window_write(win, last + last_len - 1, &status, 1))
+			return 1;
 	}
 	return 0;
 }

@@ -4,11 +4,25 @@
  *
  * The transport offers VIRTIO_F_ACCESS_PLATFORM, so the virtio core maps
  * every vring and buffer through the DMA API of the device's parent, whose
- * dma_map_ops are below. Coherent allocations (the vrings) are carved out
- * of the window; streaming mappings (the drivers' buffers) are bounced
- * through it. The DMA address of anything is its offset in the window, and
- * the window is what user space maps, through a separate mmap-only file.
- * Nothing outside the window is ever visible to user space.
+ * dma_map_ops are below. The DMA address of anything is its offset in the
+ * window (an IOVA), and the window is what user space maps, through a
+ * separate mmap-only file. Nothing outside the window is ever visible to
+ * user space.
+ *
+ * The window has two zones:
+ *   - the coherent zone [0, coherent_size): page 0 (never handed out, so
+ *     that IOVA 0 stays invalid) and the vrings, carved from one zeroed
+ *     vmalloc area by a gen_pool. Allocated at set-up, a few pages.
+ *   - the bounce zone [coherent_size, size): streaming mappings (the
+ *     drivers' buffers) are bounced through it. IOVAs come from the
+ *     kernel's IOVA allocator (per-CPU caches: O(1) for the sizes block I/O
+ *     uses), in whole pages, and a mapping keeps its buffer's offset in the
+ *     page: a page-aligned buffer gets a page-aligned IOVA, so back-ends
+ *     can do O_DIRECT I/O on it without a copy of their own. The pages
+ *     behind the zone are allocated (zeroed) the first time an IOVA is
+ *     used and kept until the window goes, so set-up allocates nothing and
+ *     the hot path never zeroes; a page only ever holds data of this
+ *     device's own requests.
  *
  * When the device is given up, the window is revoked: existing user
  * mappings are zapped and later faults map a private zero "sink" page, so a
@@ -20,11 +34,14 @@
 #include <linux/fs.h>
 #include <linux/genalloc.h>
 #include <linux/highmem.h>
+#include <linux/iova.h>
+#include <linux/memcontrol.h>
 #include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/mount.h>
 #include <linux/pagemap.h>
 #include <linux/pseudo_fs.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
 #include <linux/virtio_ring.h>
@@ -32,15 +49,17 @@
 #include "vl_compat.h"
 #include "vl_core.h"
 
-/* Bounce allocations are made in granules of 1 << VL_GRANULE_SHIFT bytes. */
-#define VL_GRANULE_SHIFT	8
 /*
  * Largest single streaming mapping; larger requests are split by the
  * block layer (virtio_blk sizes its segments with dma_max_mapping_size()).
  */
 #define VL_MAX_MAPPING		(256 * 1024)
-/* Bounce space a default window provides beyond its rings. */
-#define VL_DEFAULT_BOUNCE	(8 * 1024 * 1024)
+/*
+ * Bounce space a default window provides beyond its rings. Only IOVA space
+ * and 24 bytes of bookkeeping per page until used: pages are allocated as
+ * mappings first reach them.
+ */
+#define VL_DEFAULT_BOUNCE	(32 * 1024 * 1024)
 
 #define VL_FS_MAGIC		0x766c6f6f	/* "vloo" */
 
@@ -59,62 +78,116 @@ static struct file_system_type vl_fs_type = {
 
 int vl_window_init(void)
 {
+	int err = iova_cache_get();
+
+	if (err)
+		return err;
 	vl_mnt = kern_mount(&vl_fs_type);
-	return PTR_ERR_OR_ZERO(vl_mnt);
+	if (IS_ERR(vl_mnt)) {
+		iova_cache_put();
+		return PTR_ERR(vl_mnt);
+	}
+	return 0;
 }
 
 void vl_window_exit(void)
 {
 	kern_unmount(vl_mnt);
+	iova_cache_put();
 }
 
 /* --- window memory ------------------------------------------------------ */
 
+/* The rings of num_queues queues of max_queue_size, and a spare page. */
+static size_t vl_coherent_size(u32 num_queues, u32 max_queue_size)
+{
+	return PAGE_SIZE + num_queues *
+	       PAGE_ALIGN(vring_size(max_queue_size, PAGE_SIZE)) + PAGE_SIZE;
+}
+
 size_t vl_window_default_size(u32 num_queues, u32 max_queue_size)
 {
-	size_t rings = num_queues *
-		PAGE_ALIGN(vring_size(max_queue_size, PAGE_SIZE));
+	return vl_coherent_size(num_queues, max_queue_size) + VL_DEFAULT_BOUNCE;
+}
 
-	return PAGE_SIZE + rings + VL_DEFAULT_BOUNCE;
+static struct vl_slot *vl_slot(struct vl_window *win, unsigned long pfn)
+{
+	return &win->slots[pfn - win->bounce_pfn];
+}
+
+static bool vl_pfn_in_bounce(struct vl_window *win, unsigned long pfn)
+{
+	return pfn >= win->bounce_pfn &&
+	       pfn - win->bounce_pfn < win->bounce_pages;
 }
 
 /*
- * Returns what is still allocated to the pool. Drivers may leave buffers
- * mapped when they delete their queues (virtio-rng does), as they would
- * leak an IOMMU mapping; here the window goes away with them.
+ * The page behind a bounce slot, allocated (zeroed) on first use and
+ * charged to the memory cgroup of the window's creator. gfp is GFP_ATOMIC
+ * from the DMA ops, GFP_KERNEL from a fault. Racing allocators agree on
+ * one page.
  */
-static void vl_window_free_leftovers(struct vl_window *win)
+static struct page *vl_slot_page(struct vl_window *win, struct vl_slot *slot,
+				 gfp_t gfp)
 {
-	size_t granule, granules = win->size >> VL_GRANULE_SHIFT;
-	unsigned int leftovers = 0;
+	struct page *page = READ_ONCE(slot->page), *old;
+	struct mem_cgroup *memcg;
 
-	for (granule = 0; granule < granules; granule++) {
-		if (!win->alloc_size || !win->alloc_size[granule])
-			continue;
-		gen_pool_free(win->pool, (unsigned long)win->vaddr +
-			      (granule << VL_GRANULE_SHIFT),
-			      win->alloc_size[granule]);
-		leftovers++;
+	if (likely(page))
+		return page;
+	memcg = set_active_memcg(win->memcg);
+	page = alloc_page(gfp | __GFP_ZERO | __GFP_NOWARN | __GFP_ACCOUNT);
+	set_active_memcg(memcg);
+	if (!page) {
+		atomic_long_inc(&win->stats.page_failures);
+		return NULL;
 	}
-	if (leftovers)
-		pr_debug("virtio_loopback: freed a window with %u buffers still mapped\n",
-			 leftovers);
+	old = cmpxchg(&slot->page, NULL, page);
+	if (old) {
+		__free_page(page);
+		return old;
+	}
+	atomic_long_inc(&win->stats.pages);
+	return page;
+}
+
+/*
+ * Returns what is still allocated to the coherent pool. Drivers may leave
+ * buffers mapped when they delete their queues (virtio-rng does), as they
+ * would leak an IOMMU mapping; here the window goes away with them.
+ */
+static void vl_window_free_coherent(struct vl_window *win)
+{
+	size_t page, pages = win->coherent_size >> PAGE_SHIFT;
+
+	for (page = 0; page < pages; page++)
+		if (win->coherent_alloc[page])
+			gen_pool_free(win->pool, (unsigned long)win->coherent +
+				      (page << PAGE_SHIFT),
+				      win->coherent_alloc[page]);
+	gen_pool_destroy(win->pool);
 }
 
 static void vl_window_free(struct kref *ref)
 {
 	struct vl_window *win = container_of(ref, struct vl_window, ref);
+	unsigned long i;
 
-	if (win->pool) {
-		vl_window_free_leftovers(win);
-		gen_pool_destroy(win->pool);
-	}
+	if (win->pool)
+		vl_window_free_coherent(win);
+	if (win->iovad_ready)
+		put_iova_domain(&win->iovad);
+	if (win->slots)
+		for (i = 0; i < win->bounce_pages; i++)
+			if (win->slots[i].page)
+				__free_page(win->slots[i].page);
 	if (win->sink)
 		__free_page(win->sink);
-	bitmap_free(win->starts);
-	kvfree(win->alloc_size);
-	kvfree(win->orig);
-	vfree(win->vaddr);
+	if (win->memcg)
+		mem_cgroup_put(win->memcg);
+	kvfree(win->slots);
+	kvfree(win->coherent_alloc);
+	vfree(win->coherent);
 	kfree(win);
 }
 
@@ -125,14 +198,95 @@ void vl_window_put(struct vl_window *win)
 }
 
 /*
- * Kernel address of [iova, iova + len) in the window, or NULL if any part
- * of it lies outside.
+ * Kernel address of [iova, iova + len) in the coherent zone (the rings),
+ * or NULL if any part of it lies outside.
  */
-void *vl_window_ptr(struct vl_window *win, u64 iova, size_t len)
+void *vl_window_coherent_ptr(struct vl_window *win, u64 iova, size_t len)
 {
-	if (iova < PAGE_SIZE || iova > win->size || len > win->size - iova)
+	if (iova < PAGE_SIZE || iova > win->coherent_size ||
+	    len > win->coherent_size - iova)
 		return NULL;
-	return win->vaddr + iova;
+	return win->coherent + iova;
+}
+
+/*
+ * Calls fn on each piece of [iova, iova + len) that lies in one page of
+ * the window, with the piece's kernel address. False, without calling fn
+ * for any of it, if part of the range is outside the window or has no
+ * page behind it.
+ */
+static bool vl_window_for_each(struct vl_window *win, u64 iova, size_t len,
+			       void (*fn)(void *addr, size_t len, void *arg),
+			       void *arg)
+{
+	u64 end = iova + len, pos;
+
+	if (iova < PAGE_SIZE || end < iova || end > win->size)
+		return false;
+	if (end <= win->coherent_size) {
+		fn(win->coherent + iova, len, arg);
+		return true;
+	}
+	if (iova < win->coherent_size)
+		return false;	/* no buffer straddles the zones */
+	for (pos = iova & PAGE_MASK; pos < end; pos += PAGE_SIZE)
+		if (!READ_ONCE(vl_slot(win, pos >> PAGE_SHIFT)->page))
+			return false;
+	while (iova < end) {
+		size_t chunk = min_t(u64, end - iova,
+				     PAGE_SIZE - offset_in_page(iova));
+		struct page *page = vl_slot(win, iova >> PAGE_SHIFT)->page;
+		void *mapped = kmap_local_page(page);
+
+		fn(mapped + offset_in_page(iova), chunk, arg);
+		kunmap_local(mapped);
+		iova += chunk;
+	}
+	return true;
+}
+
+struct vl_copy_arg {
+	u8 *buf;
+	bool to_window;
+};
+
+static void vl_copy_piece(void *addr, size_t len, void *arg)
+{
+	struct vl_copy_arg *copy = arg;
+
+	if (copy->to_window)
+		memcpy(addr, copy->buf, len);
+	else
+		memcpy(copy->buf, addr, len);
+	copy->buf += len;
+}
+
+/* Copies len bytes at iova out of the window; false if not all are there. */
+bool vl_window_read(struct vl_window *win, u64 iova, void *buf, size_t len)
+{
+	struct vl_copy_arg copy = { .buf = buf, .to_window = false };
+
+	return vl_window_for_each(win, iova, len, vl_copy_piece, &copy);
+}
+
+/* Copies len bytes into the window at iova; false if not all are there. */
+bool vl_window_write(struct vl_window *win, u64 iova, const void *buf,
+		     size_t len)
+{
+	struct vl_copy_arg copy = { .buf = (u8 *)buf, .to_window = true };
+
+	return vl_window_for_each(win, iova, len, vl_copy_piece, &copy);
+}
+
+static void vl_zero_piece(void *addr, size_t len, void *arg)
+{
+	memset(addr, 0, len);
+}
+
+/* Zeroes [iova, iova + len); false if not all of it is there. */
+bool vl_window_zero(struct vl_window *win, u64 iova, size_t len)
+{
+	return vl_window_for_each(win, iova, len, vl_zero_piece, NULL);
 }
 
 /* --- pages only the driver writes --------------------------------------- */
@@ -173,15 +327,53 @@ void vl_window_unprotect(struct vl_window *win, unsigned int slot)
 	spin_unlock(&win->protect_lock);
 }
 
+/*
+ * The head slot of the live streaming mapping that contains iova, or NULL.
+ * Readers outside the mapping's own map/unmap/sync (the abort path) may
+ * race with a concurrent unmap; they only use this as a filter.
+ */
+static struct vl_slot *vl_mapping_at(struct vl_window *win, u64 iova)
+{
+	unsigned long pfn = iova >> PAGE_SHIFT;
+	u32 head;
+
+	if (!vl_pfn_in_bounce(win, pfn))
+		return NULL;
+	head = READ_ONCE(vl_slot(win, pfn)->head);
+	if (!head)
+		return NULL;
+	return &win->slots[head - 1];
+}
+
+/* The IOVA of the first byte of the mapping whose head slot is head. */
+static dma_addr_t vl_mapping_iova(struct vl_window *win, struct vl_slot *head)
+{
+	unsigned long pfn = win->bounce_pfn + (head - win->slots);
+
+	return ((dma_addr_t)pfn << PAGE_SHIFT) + offset_in_page(head->orig);
+}
+
 /* Whether iova is the first byte of a live streaming mapping. */
 bool vl_window_is_mapped(struct vl_window *win, u64 iova)
 {
-	if (!vl_window_ptr(win, iova, 1) || iova & ((1 << VL_GRANULE_SHIFT) - 1))
-		return false;
-	return test_bit(iova >> VL_GRANULE_SHIFT, win->starts);
+	struct vl_slot *head = vl_mapping_at(win, iova);
+
+	/* size is published last on map (smp_store_release). */
+	return head && smp_load_acquire(&head->size) &&
+	       vl_mapping_iova(win, head) == iova;
 }
 
 /* --- the window file ---------------------------------------------------- */
+
+/* The page user space sees at page offset pgoff, or NULL (out of memory). */
+static struct page *vl_window_user_page(struct vl_window *win, pgoff_t pgoff)
+{
+	if (win->revoked)
+		return win->sink;
+	if (pgoff < win->coherent_size >> PAGE_SHIFT)
+		return vmalloc_to_page(win->coherent + (pgoff << PAGE_SHIFT));
+	return vl_slot_page(win, vl_slot(win, pgoff), GFP_KERNEL);
+}
 
 static vm_fault_t vl_window_fault(struct vm_fault *vmf)
 {
@@ -196,12 +388,8 @@ static vm_fault_t vl_window_fault(struct vm_fault *vmf)
 	 * the sink. mmap_lock is held for read; revoke never takes it.
 	 */
 	down_read(&win->revoke_lock);
-	if (win->revoked)
-		page = win->sink;
-	else
-		page = vmalloc_to_page(win->vaddr +
-				       (vmf->pgoff << PAGE_SHIFT));
-	err = vm_insert_page(vma, vmf->address, page);
+	page = vl_window_user_page(win, vmf->pgoff);
+	err = page ? vm_insert_page(vma, vmf->address, page) : -ENOMEM;
 	up_read(&win->revoke_lock);
 
 	switch (err) {
@@ -305,12 +493,57 @@ static int vl_window_create_file(struct vl_window *win)
 	return 0;
 }
 
-struct vl_window *vl_window_create(size_t size)
+/* The coherent zone: page 0 and the rings, allocated and zeroed now. */
+static int vl_window_init_coherent(struct vl_window *win, size_t size)
 {
-	size_t granules;
+	win->coherent_size = size;
+	/* Charged to the creator's memory cgroup, as the bounce pages are. */
+	win->coherent = __vmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_ZERO);
+	win->coherent_alloc = kvcalloc(size >> PAGE_SHIFT,
+				       sizeof(*win->coherent_alloc),
+				       GFP_KERNEL_ACCOUNT);
+	win->pool = gen_pool_create(PAGE_SHIFT, NUMA_NO_NODE);
+	if (!win->coherent || !win->coherent_alloc || !win->pool)
+		return -ENOMEM;
+	/* The pool's "physical" addresses are the IOVAs. */
+	return gen_pool_add_virt(win->pool,
+				 (unsigned long)win->coherent + PAGE_SIZE,
+				 PAGE_SIZE, size - PAGE_SIZE, NUMA_NO_NODE);
+}
+
+/* The bounce zone: IOVA space and bookkeeping only; pages come later. */
+static int vl_window_init_bounce(struct vl_window *win)
+{
+	int err;
+
+	win->bounce_pfn = win->coherent_size >> PAGE_SHIFT;
+	win->bounce_pages = (win->size - win->coherent_size) >> PAGE_SHIFT;
+	win->slots = kvcalloc(win->bounce_pages, sizeof(*win->slots),
+			      GFP_KERNEL_ACCOUNT);
+	if (!win->slots)
+		return -ENOMEM;
+	init_iova_domain(&win->iovad, PAGE_SIZE, win->bounce_pfn);
+	err = iova_domain_init_rcaches(&win->iovad);
+	if (err)
+		return err;
+	win->iovad_ready = true;
+	return 0;
+}
+
+/*
+ * A window of size bytes for num_queues queues of up to max_queue_size
+ * entries: rings first, everything else bounce space.
+ */
+struct vl_window *vl_window_create(size_t size, u32 num_queues,
+				   u32 max_queue_size)
+{
+	size_t coherent;
 	struct vl_window *win;
 
 	size = PAGE_ALIGN(size);
+	/* A small window given at create still keeps half for buffers. */
+	coherent = min(PAGE_ALIGN(vl_coherent_size(num_queues, max_queue_size)),
+		       (size / 2) & PAGE_MASK);
 	win = kzalloc(sizeof(*win), GFP_KERNEL);
 	if (!win)
 		return ERR_PTR(-ENOMEM);
@@ -318,24 +551,11 @@ struct vl_window *vl_window_create(size_t size)
 	init_rwsem(&win->revoke_lock);
 	spin_lock_init(&win->protect_lock);
 	win->size = size;
+	win->memcg = get_mem_cgroup_from_mm(current->mm);
 
-	/* Charged to the creator's memory cgroup: windows can be large. */
-	win->vaddr = __vmalloc(size, GFP_KERNEL_ACCOUNT | __GFP_ZERO);
-	granules = size >> VL_GRANULE_SHIFT;
-	win->orig = kvcalloc(granules, sizeof(*win->orig), GFP_KERNEL_ACCOUNT);
-	win->alloc_size = kvcalloc(granules, sizeof(*win->alloc_size),
-				   GFP_KERNEL_ACCOUNT);
-	win->starts = bitmap_zalloc(granules, GFP_KERNEL_ACCOUNT);
 	win->sink = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO);
-	win->pool = gen_pool_create(VL_GRANULE_SHIFT, NUMA_NO_NODE);
-	if (!win->vaddr || !win->orig || !win->alloc_size || !win->starts ||
-	    !win->sink || !win->pool)
-		goto err;
-	/* The pool's "physical" addresses are the IOVAs. */
-	if (gen_pool_add_virt(win->pool, (unsigned long)win->vaddr + PAGE_SIZE,
-			      PAGE_SIZE, size - PAGE_SIZE, NUMA_NO_NODE))
-		goto err;
-	if (vl_window_create_file(win))
+	if (!win->sink || vl_window_init_coherent(win, coherent) ||
+	    vl_window_init_bounce(win) || vl_window_create_file(win))
 		goto err;
 	return win;
 
@@ -356,7 +576,7 @@ void vl_window_revoke(struct vl_window *win)
 	up_write(&win->revoke_lock);
 }
 
-/* --- DMA operations ----------------------------------------------------- */
+/* --- DMA operations: coherent ------------------------------------------- */
 
 static struct vl_window *dev_to_window(struct device *dev)
 {
@@ -378,7 +598,7 @@ static void *vl_dma_alloc(struct device *dev, size_t size,
 		return NULL;
 	memset((void *)vaddr, 0, size);
 	*dma_handle = gen_pool_virt_to_phys(win->pool, vaddr);
-	win->alloc_size[*dma_handle >> VL_GRANULE_SHIFT] = size;
+	win->coherent_alloc[*dma_handle >> PAGE_SHIFT] = size;
 	return (void *)vaddr;
 }
 
@@ -387,39 +607,42 @@ static void vl_dma_free(struct device *dev, size_t size, void *vaddr,
 {
 	struct vl_window *win = dev_to_window(dev);
 
-	win->alloc_size[dma_handle >> VL_GRANULE_SHIFT] = 0;
+	win->coherent_alloc[dma_handle >> PAGE_SHIFT] = 0;
 	gen_pool_free(win->pool, (unsigned long)vaddr, PAGE_ALIGN(size));
 }
 
-/* Copies between a bounce slot and the driver's buffer, page by page. */
-static void vl_bounce_pages(void *slot, phys_addr_t orig, size_t size,
-			    bool to_window)
-{
-	while (size) {
-		struct page *page = pfn_to_page(PHYS_PFN(orig));
-		size_t offset = offset_in_page(orig);
-		size_t chunk = min_t(size_t, size, PAGE_SIZE - offset);
-		void *mapped = kmap_local_page(page);
+/* --- DMA operations: streaming (bounced) -------------------------------- */
 
-		if (to_window)
-			memcpy(slot, mapped + offset, chunk);
-		else
-			memcpy(mapped + offset, slot, chunk);
-		kunmap_local(mapped);
-		slot += chunk;
-		orig += chunk;
-		size -= chunk;
-	}
-}
-
-/* vl_bounce_pages(), timed for the debugfs counters. */
-static void vl_bounce(struct vl_window *win, void *slot, phys_addr_t orig,
+/*
+ * Copies between the window at iova and the driver's buffer at orig. Both
+ * have the same offset in their pages, so every piece lies in one page of
+ * each; the driver's buffer is physically contiguous (one mapping).
+ */
+static void vl_bounce(struct vl_window *win, dma_addr_t iova, phys_addr_t orig,
 		      size_t size, bool to_window)
 {
 	u64 start = ktime_get_ns();
 
-	vl_bounce_pages(slot, orig, size, to_window);
-	atomic_long_add(ktime_get_ns() - start, &win->bounce_ns);
+	while (size) {
+		size_t chunk = min_t(size_t, size,
+				     PAGE_SIZE - offset_in_page(iova));
+		struct page *page = vl_slot(win, iova >> PAGE_SHIFT)->page;
+		void *window = kmap_local_page(page);
+		void *buffer = kmap_local_page(pfn_to_page(PHYS_PFN(orig)));
+
+		if (to_window)
+			memcpy(window + offset_in_page(iova),
+			       buffer + offset_in_page(orig), chunk);
+		else
+			memcpy(buffer + offset_in_page(orig),
+			       window + offset_in_page(iova), chunk);
+		kunmap_local(buffer);
+		kunmap_local(window);
+		iova += chunk;
+		orig += chunk;
+		size -= chunk;
+	}
+	atomic_long_add(ktime_get_ns() - start, &win->stats.bounce_ns);
 }
 
 static bool vl_dma_copies_to_device(enum dma_data_direction dir)
@@ -432,35 +655,72 @@ static bool vl_dma_copies_from_device(enum dma_data_direction dir)
 	return dir == DMA_FROM_DEVICE || dir == DMA_BIDIRECTIONAL;
 }
 
-static dma_addr_t __vl_dma_map_page(struct device *dev, struct page *page,
+/* Pages a mapping of size bytes at page offset offset spans. */
+static unsigned long vl_span_pages(size_t offset, size_t size)
+{
+	return PFN_UP(offset + size);
+}
+
+/*
+ * Marks the slots [pfn, pfn + npages) as belonging to the mapping whose
+ * head is pfn, making sure each has a page. False if a page could not be
+ * allocated; the slots are then free again.
+ */
+static bool vl_claim_slots(struct vl_window *win, unsigned long pfn,
+			   unsigned long npages)
+{
+	u32 head = pfn - win->bounce_pfn + 1;	/* 0 means free */
+	unsigned long i;
+
+	for (i = 0; i < npages; i++) {
+		struct vl_slot *slot = vl_slot(win, pfn + i);
+
+		if (!vl_slot_page(win, slot, GFP_ATOMIC)) {
+			while (i--)
+				WRITE_ONCE(vl_slot(win, pfn + i)->head, 0);
+			return false;
+		}
+		WRITE_ONCE(slot->head, head);
+	}
+	return true;
+}
+
+static dma_addr_t __vl_dma_map_page(struct vl_window *win, struct page *page,
 				    unsigned long offset, size_t size,
 				    enum dma_data_direction dir)
 {
-	struct vl_window *win = dev_to_window(dev);
 	phys_addr_t orig = page_to_phys(page) + offset;
-	unsigned long slot;
+	unsigned long npages = vl_span_pages(offset_in_page(orig), size);
+	unsigned long pfn;
+	struct vl_slot *head;
 	dma_addr_t iova;
-	size_t granule;
 
 	if (!size || size > VL_MAX_MAPPING)
 		return DMA_MAPPING_ERROR;
-	/* Atomic context is allowed here: gen_pool_alloc() never sleeps. */
-	slot = gen_pool_alloc(win->pool, size);
-	if (!slot) {
-		atomic_long_inc(&win->map_failures);
-		return DMA_MAPPING_ERROR;
+	/* Atomic context is allowed here: neither allocator sleeps. */
+	pfn = alloc_iova_fast(&win->iovad, npages,
+			      win->bounce_pfn + win->bounce_pages - 1, true);
+	if (!pfn)
+		goto fail;
+	if (!vl_claim_slots(win, pfn, npages)) {
+		free_iova_fast(&win->iovad, pfn, npages);
+		goto fail;
 	}
-	iova = gen_pool_virt_to_phys(win->pool, slot);
-	granule = iova >> VL_GRANULE_SHIFT;
-	win->orig[granule] = orig;
-	win->alloc_size[granule] = size;
-	set_bit(granule, win->starts);
-	atomic_long_inc(&win->maps);
+	head = vl_slot(win, pfn);
+	head->orig = orig;
+	/* Last: vl_window_is_mapped() trusts a mapping with a size. */
+	smp_store_release(&head->size, size);
+	iova = ((dma_addr_t)pfn << PAGE_SHIFT) + offset_in_page(orig);
+	atomic_long_inc(&win->stats.maps);
 	if (vl_dma_copies_to_device(dir)) {
-		vl_bounce(win, (void *)slot, orig, size, true);
-		atomic_long_add(size, &win->bytes_to_device);
+		vl_bounce(win, iova, orig, size, true);
+		atomic_long_add(size, &win->stats.bytes_to_device);
 	}
 	return iova;
+
+fail:
+	atomic_long_inc(&win->stats.map_failures);
+	return DMA_MAPPING_ERROR;
 }
 
 static dma_addr_t vl_dma_map_page(struct device *dev, struct page *page,
@@ -470,69 +730,60 @@ static dma_addr_t vl_dma_map_page(struct device *dev, struct page *page,
 {
 	struct vl_window *win = dev_to_window(dev);
 	u64 start = ktime_get_ns();
-	dma_addr_t iova = __vl_dma_map_page(dev, page, offset, size, dir);
+	dma_addr_t iova = __vl_dma_map_page(win, page, offset, size, dir);
 
-	atomic_long_add(ktime_get_ns() - start, &win->dma_ns);
+	atomic_long_add(ktime_get_ns() - start, &win->stats.dma_ns);
 	return iova;
 }
 
 /*
- * The mapping that contains [iova, iova + size): its first granule and the
- * driver's address matching iova. False if there is none.
+ * The mapping that contains [iova, iova + size): the driver's address
+ * matching iova. False if there is none.
  */
 static bool vl_dma_lookup(struct vl_window *win, dma_addr_t iova, size_t size,
 			  phys_addr_t *orig)
 {
-	unsigned long granule, start;
+	struct vl_slot *head = vl_mapping_at(win, iova);
+	dma_addr_t start;
 
-	if (!vl_window_ptr(win, iova, size))
+	if (!head || !size)
 		return false;
-	granule = iova >> VL_GRANULE_SHIFT;
-	/* find_last_bit() over [0, granule]: the nearest start at or below. */
-	start = find_last_bit(win->starts, granule + 1);
-	if (start > granule ||
-	    iova - (start << VL_GRANULE_SHIFT) >= VL_MAX_MAPPING)
+	start = vl_mapping_iova(win, head);
+	if (iova < start || size > head->size ||
+	    iova - start > head->size - size)
 		return false;
-	*orig = win->orig[start] + (iova - (start << VL_GRANULE_SHIFT));
+	*orig = head->orig + (iova - start);
 	return true;
-}
-
-/*
- * Whether [iova, iova + size) is exactly one live streaming mapping, as an
- * unmap must name it. Anything else would free the wrong bounce slot.
- */
-static bool vl_dma_is_mapping(struct vl_window *win, dma_addr_t iova,
-			      size_t size)
-{
-	unsigned long granule = iova >> VL_GRANULE_SHIFT;
-
-	return vl_window_is_mapped(win, iova) &&
-	       win->alloc_size[granule] == size;
 }
 
 static void __vl_dma_unmap_page(struct device *dev, dma_addr_t iova,
 				size_t size, enum dma_data_direction dir)
 {
 	struct vl_window *win = dev_to_window(dev);
-	phys_addr_t orig;
+	struct vl_slot *head = vl_mapping_at(win, iova);
+	unsigned long pfn = iova >> PAGE_SHIFT, npages, i;
 
 	/*
-	 * Reachable through a device that rewrote its descriptors (6.1's
-	 * detach follows descriptor flags in the ring): not a kernel bug.
+	 * Unmap must name exactly one live mapping; anything else would free
+	 * the wrong slots. Reachable through a device that rewrote its
+	 * descriptors (6.1's detach follows descriptor flags in the ring):
+	 * not a kernel bug.
 	 */
-	if (!vl_dma_is_mapping(win, iova, size) ||
-	    !vl_dma_lookup(win, iova, size, &orig)) {
+	if (!head || head != vl_slot(win, pfn) || head->size != size ||
+	    vl_mapping_iova(win, head) != iova) {
 		dev_warn_ratelimited(dev, "unmap of %zu bytes at %pad: no such mapping\n",
 				     size, &iova);
 		return;
 	}
 	if (vl_dma_copies_from_device(dir)) {
-		vl_bounce(win, win->vaddr + iova, orig, size, false);
-		atomic_long_add(size, &win->bytes_from_device);
+		vl_bounce(win, iova, head->orig, size, false);
+		atomic_long_add(size, &win->stats.bytes_from_device);
 	}
-	clear_bit(iova >> VL_GRANULE_SHIFT, win->starts);
-	win->alloc_size[iova >> VL_GRANULE_SHIFT] = 0;
-	gen_pool_free(win->pool, (unsigned long)win->vaddr + iova, size);
+	npages = vl_span_pages(offset_in_page(iova), size);
+	WRITE_ONCE(head->size, 0);
+	for (i = 0; i < npages; i++)
+		WRITE_ONCE(vl_slot(win, pfn + i)->head, 0);
+	free_iova_fast(&win->iovad, pfn, npages);
 }
 
 static void vl_dma_unmap_page(struct device *dev, dma_addr_t iova,
@@ -543,7 +794,7 @@ static void vl_dma_unmap_page(struct device *dev, dma_addr_t iova,
 	u64 start = ktime_get_ns();
 
 	__vl_dma_unmap_page(dev, iova, size, dir);
-	atomic_long_add(ktime_get_ns() - start, &win->dma_ns);
+	atomic_long_add(ktime_get_ns() - start, &win->stats.dma_ns);
 }
 
 static void vl_dma_sync_for_cpu(struct device *dev, dma_addr_t iova,
@@ -554,7 +805,7 @@ static void vl_dma_sync_for_cpu(struct device *dev, dma_addr_t iova,
 
 	if (vl_dma_copies_from_device(dir) &&
 	    vl_dma_lookup(win, iova, size, &orig))
-		vl_bounce(win, win->vaddr + iova, orig, size, false);
+		vl_bounce(win, iova, orig, size, false);
 }
 
 static void vl_dma_sync_for_device(struct device *dev, dma_addr_t iova,
@@ -565,7 +816,42 @@ static void vl_dma_sync_for_device(struct device *dev, dma_addr_t iova,
 
 	if (vl_dma_copies_to_device(dir) &&
 	    vl_dma_lookup(win, iova, size, &orig))
-		vl_bounce(win, win->vaddr + iova, orig, size, true);
+		vl_bounce(win, iova, orig, size, true);
+}
+
+static void vl_dma_unmap_sg(struct device *dev, struct scatterlist *sgl,
+			    int nents, enum dma_data_direction dir,
+			    unsigned long attrs)
+{
+	struct scatterlist *sg;
+	int i;
+
+	for_each_sg(sgl, sg, nents, i)
+		vl_dma_unmap_page(dev, sg_dma_address(sg), sg_dma_len(sg), dir,
+				  attrs);
+}
+
+/*
+ * The virtio core maps buffer by buffer (map_page); this is for any other
+ * user of the DMA API on our device, one mapping per entry.
+ */
+static int vl_dma_map_sg(struct device *dev, struct scatterlist *sgl,
+			 int nents, enum dma_data_direction dir,
+			 unsigned long attrs)
+{
+	struct scatterlist *sg;
+	int i;
+
+	for_each_sg(sgl, sg, nents, i) {
+		sg_dma_address(sg) = vl_dma_map_page(dev, sg_page(sg), sg->offset,
+						     sg->length, dir, attrs);
+		if (sg_dma_address(sg) == DMA_MAPPING_ERROR) {
+			vl_dma_unmap_sg(dev, sgl, i, dir, attrs);
+			return -ENOMEM;
+		}
+		sg_dma_len(sg) = sg->length;
+	}
+	return nents;
 }
 
 static size_t vl_dma_max_mapping_size(struct device *dev)
@@ -583,6 +869,8 @@ const struct dma_map_ops vl_dma_ops = {
 	.free = vl_dma_free,
 	.map_page = vl_dma_map_page,
 	.unmap_page = vl_dma_unmap_page,
+	.map_sg = vl_dma_map_sg,
+	.unmap_sg = vl_dma_unmap_sg,
 	.sync_single_for_cpu = vl_dma_sync_for_cpu,
 	.sync_single_for_device = vl_dma_sync_for_device,
 	.max_mapping_size = vl_dma_max_mapping_size,
