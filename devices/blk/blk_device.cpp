@@ -5,8 +5,11 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <linux/virtio_blk.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -121,7 +124,74 @@ struct FreeDeleter {
     void operator()(std::byte* p) const noexcept { std::free(p); }
 };
 
+Result<IoEngine> parse_io_engine(std::string_view text)
+{
+    for (const IoEngine engine : {IoEngine::automatic, IoEngine::uring, IoEngine::sync})
+        if (text == io_engine_name(engine))
+            return engine;
+    return usage(fmt::format("--io wants auto, uring or sync, got '{}'", text));
+}
+
+// The memory file systems, where no read or write ever waits for a device,
+// by name; nullptr for any other.
+const char* memory_fs_name(std::uint64_t fs_type)
+{
+    switch (fs_type) {
+    case TMPFS_MAGIC:
+        return "tmpfs";
+    case RAMFS_MAGIC:
+        return "ramfs";
+    default:
+        return nullptr;
+    }
+}
+
+// Keeps the first error of a series of steps that all run regardless.
+void keep_first(Status& first, Status next)
+{
+    if (!next && first.ok())
+        first = std::move(next);
+}
+
 } // namespace
+
+const char* io_engine_name(IoEngine engine) noexcept
+{
+    switch (engine) {
+    case IoEngine::automatic:
+        return "auto";
+    case IoEngine::uring:
+        return "uring";
+    case IoEngine::sync:
+        return "sync";
+    }
+    return "?";
+}
+
+IoEngineChoice choose_io_engine(IoEngine requested, Disk::Kind kind, std::uint64_t fs_type)
+{
+    if (kind == Disk::Kind::null)
+        return {IoEngine::sync, "null disk: no I/O at all"};
+    switch (requested) {
+    case IoEngine::uring:
+        return {IoEngine::uring, "--io=uring: one io_uring per queue"};
+    case IoEngine::sync:
+        return {IoEngine::sync, "--io=sync: I/O runs in the queue threads"};
+    case IoEngine::automatic:
+        break;
+    }
+    // These file systems cannot do non-blocking I/O (preadv2 with RWF_NOWAIT
+    // fails with EOPNOTSUPP), so io_uring runs every operation in one of its
+    // worker threads and signals its completion back: two thread wake-ups
+    // per operation, for data that is in memory anyway.
+    if (const char* fs = memory_fs_name(fs_type); fs != nullptr && kind == Disk::Kind::file)
+        return {IoEngine::sync, fmt::format("{}: I/O runs in the queue threads (io_uring would "
+                                            "hand every request to a worker thread)",
+                                            fs)};
+    return {IoEngine::uring, kind == Disk::Kind::block_device
+                                 ? "block device: one io_uring per queue"
+                                 : "image file not on tmpfs or ramfs: one io_uring per queue"};
+}
 
 // ---------------------------------------------------------------------------
 // Configuration
@@ -133,7 +203,8 @@ std::vector<backend::OptionSpec> blk_options()
          "the raw disk image or block device to serve (required unless --null)"},
         {"read-only", 'r', "", "serve the disk read-only: the driver sees VIRTIO_BLK_F_RO"},
         {"num-queues", 0, "N",
-         fmt::format("request queues, 1 to {} (default 1); each has its own thread and io_uring",
+         fmt::format("request queues, 1 to {} (default 1); each has its own thread (and "
+                     "io_uring, see --io)",
                      kMaxQueues)},
         {"queue-size", 0, "N",
          fmt::format("the largest ring a front-end may use, a power of two from {} to {} "
@@ -144,6 +215,12 @@ std::vector<backend::OptionSpec> blk_options()
                      "file's name)",
                      kIdBytes)},
         {"direct", 0, "", "open FILE with O_DIRECT, bypassing the host's page cache"},
+        {"io", 0, "ENGINE",
+         "how the queues do their I/O: 'uring' (an io_uring per queue, many operations at "
+         "once: best for block devices and images on disk file systems), 'sync' (each request "
+         "in its queue's thread, one after the other: lowest latency when the data is in "
+         "memory, and works where io_uring is not allowed) or 'auto' (default: sync for an "
+         "image on tmpfs or ramfs, else uring)"},
         {"null", 0, "SIZE",
          "serve a disk of SIZE bytes (suffixes K, M, G, T) with no storage instead of FILE: "
          "reads return zeros, writes are dropped, no I/O at all (to measure the transport)"},
@@ -213,6 +290,9 @@ Result<BlkConfig> BlkConfig::from_command_line(const backend::CommandLine& comma
     }
     config.read_only = command_line.has("read-only");
     config.direct = command_line.has("direct");
+    if (const auto engine = command_line.value("io")) {
+        VL_TRY_ASSIGN(config.io_engine, parse_io_engine(*engine));
+    }
 
     VL_TRY_ASSIGN(const auto queues, command_line.number("num-queues", "queues"));
     if (queues) {
@@ -237,7 +317,7 @@ Result<BlkConfig> BlkConfig::from_command_line(const backend::CommandLine& comma
 }
 
 // ---------------------------------------------------------------------------
-// One queue: its request slots and its io_uring
+// One queue: its request slots and its I/O engine
 
 class BlkDevice::Queue
 {
@@ -296,7 +376,7 @@ class BlkDevice::Queue
     Status reap();
 
     // Requests: each either completes the slot (finish/reject/drop) or
-    // leaves one operation prepared in the ring.
+    // starts one operation (submit_current).
     Status start_request(std::uint16_t i);
     Status start_read(std::uint16_t i, std::uint64_t sector);
     Status start_write(std::uint16_t i, std::uint64_t sector);
@@ -315,9 +395,20 @@ class BlkDevice::Queue
                                std::size_t skip, std::size_t len);
     [[nodiscard]] bool direct_ok(std::span<const iovec> iov) const;
     Status begin_transfer(std::uint16_t i, Op op, std::uint64_t offset, std::uint64_t len);
+    // Starts the slot's current operation: prepares it in the ring (uring),
+    // or does it right away and queues its result for complete_done()
+    // (sync).
     Status submit_current(std::uint16_t i);
+    // The iovecs the current read, write or zero_write covers.
+    std::span<iovec> current_iovecs(Slot& s) const;
+    // The sync engine: does the current operation and returns what an
+    // io_uring completion would carry (bytes, or -errno).
+    int run_now(Slot& s) const;
 
     // Completions.
+    // complete() for every operation the sync engine did, and for those
+    // these lead to, until none is left.
+    Status complete_done();
     Status complete(std::uint64_t user_data, int res);
     Status transferred(std::uint16_t i, int res);
     Status fallocated(std::uint16_t i, int res);
@@ -332,10 +423,17 @@ class BlkDevice::Queue
     // Returns a chain that has no byte for a status with nothing written.
     Status drop(std::uint16_t i);
 
+    // An operation the sync engine did, waiting for complete().
+    struct Done {
+        std::uint16_t slot = 0;
+        int res = 0; // as io_uring's cqe->res
+    };
+
     BlkDevice& dev_;
     const Disk& disk_;
     backend::QueueContext& ctx_;
-    std::unique_ptr<IoRing> ring_; // none for the null disk
+    std::unique_ptr<IoRing> ring_; // the uring engine's; none for sync
+    std::vector<Done> done_;       // the sync engine's
     std::vector<Slot> slots_;
     std::vector<std::uint16_t> free_; // indices of idle slots
     bool paused_ = false;             // by us, for want of a free slot
@@ -354,8 +452,11 @@ Status BlkDevice::Queue::start()
     free_.reserve(count);
     for (std::uint32_t i = count; i-- > 0;)
         free_.push_back(static_cast<std::uint16_t>(i));
-    if (disk_.kind() == Disk::Kind::null)
+    if (dev_.io_engine_ == IoEngine::sync) {
+        // One operation per slot: never more results than this.
+        done_.reserve(count);
         return ok_status();
+    }
     VL_TRY_ASSIGN(ring_, IoRing::create(count));
     return ctx_.watch(ring_->event_fd(), kRingToken);
 }
@@ -385,6 +486,8 @@ Status BlkDevice::Queue::process()
         if (ring_)
             VL_TRY(ring_->submit());
         VL_TRY(taken);
+        // (With the sync engine, take_requests() has answered every request
+        // it took: there is nothing in flight.)
         // Reads from the page cache complete inside io_uring_enter: answer
         // them now, and clear the eventfd they signalled, which saves the
         // worker a wake-up for completions already handled.
@@ -415,6 +518,10 @@ Status BlkDevice::Queue::take_requests(bool& out_of_slots)
             return ok_status();
         free_.pop_back();
         VL_TRY(start_request(i));
+        // The sync engine did the request's first operation already: answer
+        // it before taking the next, so that its slot is free again (a sync
+        // queue uses one slot) and its answer is in the used ring early.
+        VL_TRY(complete_done());
     }
 }
 
@@ -432,15 +539,29 @@ Status BlkDevice::Queue::on_ring_event()
 Status BlkDevice::Queue::reap()
 {
     Status first;
-    ring_->reap([&](std::uint64_t user_data, int res) {
-        Status s = complete(user_data, res);
-        if (!s && first.ok())
-            first = std::move(s);
-    });
+    ring_->reap(
+        [&](std::uint64_t user_data, int res) { keep_first(first, complete(user_data, res)); });
     // Continuations prepared by the completions (the rest of a short
     // transfer, the next segment) go in one more submission.
-    Status submitted = ring_->submit();
-    return first.ok() ? submitted : first;
+    keep_first(first, ring_->submit());
+    return first;
+}
+
+Status BlkDevice::Queue::complete_done()
+{
+    // complete() may start the request's next operation (the rest of a
+    // short transfer, the next segment or chunk of zeros, a retry), which
+    // the sync engine does at once and queues here: a loop, not recursion,
+    // so that a 2 GiB WRITE_ZEROES written 1 MiB at a time is 2048 turns
+    // of it rather than 2048 nested calls. Each entry is the only operation
+    // of its slot, so their order does not matter.
+    Status first;
+    while (!done_.empty()) {
+        const Done done = done_.back();
+        done_.pop_back();
+        keep_first(first, complete(done.slot, done.res));
+    }
+    return first;
 }
 
 void BlkDevice::Queue::stop()
@@ -448,6 +569,8 @@ void BlkDevice::Queue::stop()
     const Logger& log = ctx_.logger();
     log.debug("queue {} stops after {} requests", ctx_.index(), answered_);
     const std::size_t busy = slots_.size() - free_.size();
+    // The sync engine has nothing in the kernel: a busy slot there is one
+    // whose answer failed, and its operation is over.
     if (!ring_ || busy == 0)
         return;
     log.warn("{} requests still in flight as the queue stops; cancelling them (they are not "
@@ -785,6 +908,12 @@ Status BlkDevice::Queue::begin_transfer(std::uint16_t i, Op op, std::uint64_t of
 Status BlkDevice::Queue::submit_current(std::uint16_t i)
 {
     Slot& s = slots_[i];
+    if (!ring_) {
+        // complete() runs later, from complete_done(): calling it from here
+        // would recurse once per operation of a long request.
+        done_.push_back({i, run_now(s)});
+        return ok_status();
+    }
     io_uring_sqe* sqe = ring_->next_sqe();
     if (sqe == nullptr) {
         // Cannot happen while each slot has at most one operation in the
@@ -797,20 +926,16 @@ Status BlkDevice::Queue::submit_current(std::uint16_t i)
     const int fd = disk_.fd();
     switch (s.op) {
     case Op::read:
-    case Op::write: {
-        const auto count = static_cast<unsigned>(std::min(s.iov.size() - s.iov_done, kMaxIovPerOp));
+    case Op::write:
+    case Op::zero_write: {
+        const std::span<iovec> iov = current_iovecs(s);
+        const auto count = static_cast<unsigned>(iov.size());
         if (s.op == Op::read)
-            io_uring_prep_readv(sqe, fd, &s.iov[s.iov_done], count, s.offset);
+            io_uring_prep_readv(sqe, fd, iov.data(), count, s.offset);
         else
-            io_uring_prep_writev(sqe, fd, &s.iov[s.iov_done], count, s.offset);
+            io_uring_prep_writev(sqe, fd, iov.data(), count, s.offset);
         break;
     }
-    case Op::zero_write:
-        s.iov[0] =
-            iovec{dev_.zeros_.data(),
-                  static_cast<std::size_t>(std::min<std::uint64_t>(s.remaining, kZeroChunk))};
-        io_uring_prep_writev(sqe, fd, s.iov.data(), 1, s.offset);
-        break;
     case Op::flush:
         io_uring_prep_fsync(sqe, fd, IORING_FSYNC_DATASYNC);
         break;
@@ -823,6 +948,44 @@ Status BlkDevice::Queue::submit_current(std::uint16_t i)
         sqe->flags |= IOSQE_ASYNC;
     io_uring_sqe_set_data64(sqe, i);
     return ok_status();
+}
+
+std::span<iovec> BlkDevice::Queue::current_iovecs(Slot& s) const
+{
+    if (s.op == Op::zero_write) {
+        s.iov[0] =
+            iovec{dev_.zeros_.data(),
+                  static_cast<std::size_t>(std::min<std::uint64_t>(s.remaining, kZeroChunk))};
+        return std::span(s.iov).first(1);
+    }
+    return std::span(s.iov).subspan(s.iov_done, std::min(s.iov.size() - s.iov_done, kMaxIovPerOp));
+}
+
+int BlkDevice::Queue::run_now(Slot& s) const
+{
+    const int fd = disk_.fd();
+    const auto offset = static_cast<off_t>(s.offset);
+    ssize_t rc = 0;
+    switch (s.op) {
+    case Op::read:
+    case Op::write:
+    case Op::zero_write: {
+        const std::span<iovec> iov = current_iovecs(s);
+        const auto count = static_cast<int>(iov.size());
+        rc = s.op == Op::read ? ::preadv(fd, iov.data(), count, offset)
+                              : ::pwritev(fd, iov.data(), count, offset);
+        break;
+    }
+    case Op::flush:
+        rc = ::fdatasync(fd); // what IORING_FSYNC_DATASYNC does
+        break;
+    case Op::fallocate:
+        rc = ::fallocate(fd, s.fallocate_mode, offset, static_cast<off_t>(s.remaining));
+        break;
+    }
+    // The kernel moves at most MAX_RW_COUNT (just under 2 GiB) per call:
+    // the count fits an int, as it does in a completion's res.
+    return rc < 0 ? -errno : static_cast<int>(rc);
 }
 
 // ---- completions ------------------------------------------------------
@@ -838,7 +1001,8 @@ Status BlkDevice::Queue::complete(std::uint64_t user_data, int res)
     Slot& s = slots_[i];
     // Interrupted, or the kernel could not do it without blocking right
     // now: nothing was transferred; try again (EAGAIN in a worker that may
-    // block, so it does not come back the same way).
+    // block, so it does not come back the same way). The sync engine's
+    // blocking calls do not return EAGAIN; the retry is bounded anyway.
     if ((res == -EINTR || res == -EAGAIN) && s.retries < kMaxRetries) {
         ++s.retries;
         s.blocking = s.blocking || res == -EAGAIN;
@@ -972,10 +1136,10 @@ Status BlkDevice::Queue::drop(std::uint16_t i)
 // ---------------------------------------------------------------------------
 // BlkDevice
 
-BlkDevice::BlkDevice(const BlkConfig& config, Disk disk, Logger logger)
-    : disk_(std::move(disk)), logger_(std::move(logger)), read_only_(config.read_only),
-      num_queues_(config.num_queues), queue_size_(config.queue_size), serial_(config.serial),
-      queues_(config.num_queues)
+BlkDevice::BlkDevice(const BlkConfig& config, Disk disk, IoEngine io_engine, Logger logger)
+    : disk_(std::move(disk)), logger_(std::move(logger)), io_engine_(io_engine),
+      read_only_(config.read_only), num_queues_(config.num_queues), queue_size_(config.queue_size),
+      serial_(config.serial), queues_(config.num_queues)
 {
     features_ = bit(VIRTIO_BLK_F_SEG_MAX) | bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_FLUSH) |
                 bit(VIRTIO_BLK_F_DISCARD) | bit(VIRTIO_BLK_F_WRITE_ZEROES);
@@ -1003,15 +1167,16 @@ Result<std::unique_ptr<BlkDevice>> BlkDevice::create(const BlkConfig& config, Di
                                                      Logger logger)
 {
     VL_TRY(check_serial(config.serial));
-    std::unique_ptr<BlkDevice> device(new BlkDevice(config, std::move(disk), std::move(logger)));
+    const IoEngineChoice engine = choose_io_engine(config.io_engine, disk.kind(), disk.fs_type());
+    std::unique_ptr<BlkDevice> device(
+        new BlkDevice(config, std::move(disk), engine.engine, std::move(logger)));
     const Disk& d = device->disk_;
-    if (d.kind() != Disk::Kind::null) {
-        // Fail at start, with the reason, rather than at the first queue.
+    // Fail at start, with the reason, rather than at the first queue.
+    if (engine.engine == IoEngine::uring)
         VL_TRY(IoRing::create(1));
-        if (!config.read_only) {
-            VL_TRY_ASSIGN(device->zeros_,
-                          Mapping::map(-1, kZeroChunk, 0, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS));
-        }
+    if (d.kind() != Disk::Kind::null && !config.read_only) {
+        VL_TRY_ASSIGN(device->zeros_,
+                      Mapping::map(-1, kZeroChunk, 0, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS));
     }
     const char* kind = d.kind() == Disk::Kind::null           ? "null disk"
                        : d.kind() == Disk::Kind::block_device ? "block device"
@@ -1022,6 +1187,9 @@ Result<std::unique_ptr<BlkDevice>> BlkDevice::create(const BlkConfig& config, Di
                          d.logical_block_size(), config.read_only ? "read-only, " : "",
                          d.direct() ? "O_DIRECT, " : "", config.num_queues, config.queue_size,
                          config.serial);
+    device->logger_.info("I/O engine {} — {}",
+                         d.kind() == Disk::Kind::null ? "none" : io_engine_name(engine.engine),
+                         engine.reason);
     return device;
 }
 

@@ -10,16 +10,24 @@
 // answered VIRTIO_BLK_S_IOERR, or with nothing written if it has no byte
 // to put a status in. Nothing a driver sends can crash the back-end.
 //
-// I/O: one io_uring per queue, owned by the queue's worker thread; its
-// eventfd is watched by the worker and completions are reaped in
-// handle_event(). Reads and writes go straight between the disk and the
-// driver's buffers (readv/writev on the chain's guest memory: no copy in
-// the back-end), all requests taken in one process_queue() go to the
-// kernel with one io_uring_enter, and at most one operation per request is
-// in flight, so a queue never has more in flight than its ring has
-// entries; with every slot busy the queue pauses until completions free
-// one. Short transfers are resubmitted from where they stopped; EINTR and
-// EAGAIN are retried.
+// I/O: reads and writes go straight between the disk and the driver's
+// buffers (readv/writev on the chain's guest memory: no copy in the
+// back-end), and a request has at most one operation (read, write, flush,
+// fallocate) under way at a time. Two engines run these operations (--io):
+// - uring: one io_uring per queue, owned by the queue's worker thread; its
+//   eventfd is watched by the worker and completions are reaped in
+//   handle_event(). All requests taken in one process_queue() go to the
+//   kernel with one io_uring_enter; a queue never has more in flight than
+//   its ring has entries, and with every slot busy it pauses until
+//   completions free one.
+// - sync: preadv/pwritev/fdatasync/fallocate in the queue's worker thread,
+//   one request after the other. Where data never waits for a device (an
+//   image on tmpfs or ramfs), this is faster: io_uring would hand every
+//   such operation to one of its worker threads (those file systems cannot
+//   do non-blocking I/O), which costs two thread wake-ups per operation.
+// Both drive the same request state machine with io_uring's results (bytes
+// or -errno). Short transfers are resubmitted from where they stopped;
+// EINTR and EAGAIN are retried.
 #pragma once
 
 #include <atomic>
@@ -52,6 +60,29 @@ inline constexpr std::uint32_t kMaxInFlight = 256;
 // request; each is one fallocate.
 inline constexpr std::uint32_t kMaxSegments = 32;
 
+// How a queue runs its disk operations (--io); see the top of this file.
+enum class IoEngine : std::uint8_t {
+    automatic, // --io=auto: sync for an image on a memory file system, else uring
+    uring,
+    sync,
+};
+
+// "auto", "uring" or "sync", as --io spells it.
+[[nodiscard]] const char* io_engine_name(IoEngine engine) noexcept;
+
+// What --io comes to for a disk, and why (for the log).
+struct IoEngineChoice {
+    IoEngine engine = IoEngine::uring; // uring or sync, never automatic
+    std::string reason;
+};
+
+// Resolves `requested` for a disk of `kind` on a file system of `fs_type`
+// (Disk::fs_type()). auto is sync for an image file on tmpfs or ramfs and
+// uring otherwise; the null disk does no I/O whatever was asked, and needs
+// no io_uring: sync.
+[[nodiscard]] IoEngineChoice choose_io_engine(IoEngine requested, Disk::Kind kind,
+                                              std::uint64_t fs_type);
+
 // The validated configuration of the device.
 struct BlkConfig {
     std::string path;                       // --blk-file; empty with --null
@@ -61,6 +92,7 @@ struct BlkConfig {
     std::uint32_t num_queues = 1;
     std::uint32_t queue_size = kDefaultQueueSize;
     std::string serial; // at most kIdBytes printable ASCII characters
+    IoEngine io_engine = IoEngine::automatic;
 
     static Result<BlkConfig> from_command_line(const backend::CommandLine& command_line);
 
@@ -77,7 +109,8 @@ Result<std::uint64_t> parse_size(std::string_view text, std::string_view option)
 class BlkDevice final : public backend::Device
 {
   public:
-    // Opens the disk the config names and checks that io_uring works.
+    // Opens the disk the config names, chooses the I/O engine and, for
+    // uring, checks that io_uring works.
     static Result<std::unique_ptr<BlkDevice>> create(const BlkConfig& config, Logger logger);
     // A device over a disk already open (the config's path and null_size
     // are not used).
@@ -101,18 +134,21 @@ class BlkDevice final : public backend::Device
     void queue_stopped(backend::QueueContext& ctx) override;
 
     [[nodiscard]] const Disk& disk() const noexcept { return disk_; }
+    // The engine the queues use: uring or sync (see choose_io_engine).
+    [[nodiscard]] IoEngine io_engine() const noexcept { return io_engine_; }
     // The serial GET_ID returns.
     [[nodiscard]] const std::string& serial() const noexcept { return serial_; }
 
   private:
-    class Queue; // one running queue's requests and io_uring (blk_device.cpp)
+    class Queue; // one running queue's requests and I/O engine (blk_device.cpp)
 
-    BlkDevice(const BlkConfig& config, Disk disk, Logger logger);
+    BlkDevice(const BlkConfig& config, Disk disk, IoEngine io_engine, Logger logger);
     void build_config_space();
 
     // Everything a request needs to know about the device; constant.
     Disk disk_;
     Logger logger_;
+    IoEngine io_engine_; // uring or sync
     bool read_only_;
     std::uint32_t num_queues_;
     std::uint32_t queue_size_;

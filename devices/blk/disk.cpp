@@ -5,6 +5,7 @@
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include <fmt/format.h>
 
@@ -144,6 +145,14 @@ Status Disk::probe_file(const Logger& logger)
     if (::fstat(fd_.get(), &st) < 0)
         return Error::from_errno(fmt::format("fstat {}", path_));
     capacity_ = static_cast<std::uint64_t>(st.st_size);
+    struct statfs sfs {
+    };
+    if (::fstatfs(fd_.get(), &sfs) < 0)
+        return Error::from_errno(fmt::format("fstatfs {}", path_));
+    // Through unsigned long: f_type is a long, and magic numbers with the
+    // top bit set (RAMFS_MAGIC) must not be sign-extended where it has 32
+    // bits.
+    fs_type_ = static_cast<unsigned long>(sfs.f_type);
     if (const std::uint64_t tail = capacity_ % kSectorSize; tail != 0)
         logger.warn("{} is {} bytes, not a whole number of 512-byte sectors: its last {} bytes are "
                     "not served",

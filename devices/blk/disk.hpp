@@ -50,6 +50,11 @@ class Disk
     // With O_DIRECT, what every buffer's address and length must be a
     // multiple of (1 without O_DIRECT).
     [[nodiscard]] std::uint32_t memory_alignment() const noexcept { return memory_alignment_; }
+    // For an image file, the type of its file system (statfs's f_type, one
+    // of the *_MAGIC numbers of <linux/magic.h>): how it does I/O decides
+    // the I/O engine (choose_io_engine). 0 for a block device or the null
+    // disk.
+    [[nodiscard]] std::uint64_t fs_type() const noexcept { return fs_type_; }
 
   private:
     Disk() = default;
@@ -65,6 +70,7 @@ class Disk
     std::uint32_t block_size_ = kSectorSize;
     bool direct_ = false;
     std::uint32_t memory_alignment_ = 1;
+    std::uint64_t fs_type_ = 0;
 };
 
 } // namespace vl::blk

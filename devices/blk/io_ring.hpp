@@ -33,7 +33,8 @@ class IoRing
     ~IoRing();
 
     [[nodiscard]] unsigned entries() const noexcept { return entries_; }
-    // Readable when completions were posted; clear it with clear_event().
+    // Readable when completions were posted, by whatever context the kernel
+    // posted them from; clear it with clear_event().
     [[nodiscard]] int event_fd() const noexcept { return event_.get(); }
 
     // A free submission entry to prepare, or nullptr if all are prepared

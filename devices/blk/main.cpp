@@ -10,8 +10,9 @@ int main(int argc, char** argv)
         .info = {.name = "vhost-user-blk",
                  .summary = "Serves a virtio-blk device on a vhost-user socket, one front-end at "
                             "a time.\nThe disk is a raw image file or a block device (or, with "
-                            "--null, no storage at all);\nI/O goes through one io_uring per "
-                            "queue, straight to and from the driver's buffers.",
+                            "--null, no storage at all);\nI/O goes straight to and from the "
+                            "driver's buffers, through one io_uring per queue,\nor in the "
+                            "queue's thread for an image on tmpfs or ramfs (or with --io=sync).",
                  .backend_type = "block",
                  .capability_features = {"read-only", "blk-file"},
                  .options = vl::blk::blk_options()},

@@ -1,15 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
-// vhost-user-blk: validation of its options, and the device served by the
-// framework (a session with its worker threads on one end of a socket
-// pair) to the user-space test driver (tests/driver) on the other: every
-// request type against an image file, malformed requests, read-only, the
-// null target, O_DIRECT with bounce buffers, long chains, more requests
-// than the io_uring holds, and a front-end that leaves with I/O in flight.
+// vhost-user-blk: validation of its options, the choice of I/O engine, and
+// the device served by the framework (a session with its worker threads on
+// one end of a socket pair) to the user-space test driver (tests/driver) on
+// the other: every request type against an image file, malformed requests,
+// read-only, the null target, O_DIRECT with bounce buffers, long chains,
+// more requests than the io_uring holds, writing zeros where fallocate
+// cannot, and a front-end that leaves with I/O in flight. The request tests
+// run with each I/O engine (uring, sync).
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/magic.h>
 #include <linux/virtio_blk.h>
+#include <poll.h>
 #include <sys/uio.h>
+#include <sys/vfs.h>
 #include <unistd.h>
+
+#include <fmt/format.h>
 
 #include <array>
 #include <filesystem>
@@ -76,15 +83,17 @@ TEST(BlkConfig, DefaultsAndEveryOption)
     EXPECT_EQ(config->num_queues, 1U);
     EXPECT_EQ(config->queue_size, kDefaultQueueSize);
     EXPECT_EQ(config->serial, "disk-01.img") << "the file name by default";
+    EXPECT_EQ(config->io_engine, IoEngine::automatic);
 
     config = from_args({"--blk-file=/dev/sdz", "-r", "--num-queues", "4", "--queue-size=1024",
-                        "--serial", "01234567890123456789", "--direct"});
+                        "--serial", "01234567890123456789", "--direct", "--io=uring"});
     ASSERT_TRUE(config.ok()) << config.error().message();
     EXPECT_TRUE(config->read_only);
     EXPECT_TRUE(config->direct);
     EXPECT_EQ(config->num_queues, 4U);
     EXPECT_EQ(config->queue_size, 1024U);
     EXPECT_EQ(config->serial, "01234567890123456789");
+    EXPECT_EQ(config->io_engine, IoEngine::uring);
 
     config = from_args({"--null", "64M"});
     ASSERT_TRUE(config.ok()) << config.error().message();
@@ -125,6 +134,63 @@ TEST(BlkConfig, ErrorsSayWhatToChange)
               "--num-queues wants a whole number of queues, got 'two'");
 }
 
+TEST(BlkConfig, IoEngineIsAutoUringOrSync)
+{
+    const std::vector<std::pair<std::string, IoEngine>> valid{
+        {"auto", IoEngine::automatic}, {"uring", IoEngine::uring}, {"sync", IoEngine::sync}};
+    for (const auto& [text, engine] : valid) {
+        auto config = from_args({"-b", "d.img", "--io", text});
+        ASSERT_TRUE(config.ok()) << text << ": " << config.error().message();
+        EXPECT_EQ(config->io_engine, engine) << text;
+        EXPECT_EQ(io_engine_name(engine), text) << "the name --io takes";
+    }
+    // The null disk does no I/O with any engine: accepted, and ignored.
+    auto null = from_args({"--null", "1M", "--io=sync"});
+    ASSERT_TRUE(null.ok()) << null.error().message();
+    EXPECT_EQ(null->io_engine, IoEngine::sync);
+
+    for (const char* bad : {"fast", "", "Sync", "io_uring", "auto "})
+        EXPECT_EQ(error_of({"-b", "d.img", "--io", bad}),
+                  fmt::format("--io wants auto, uring or sync, got '{}'", bad));
+    EXPECT_NE(error_of({"-b", "d.img", "--io"}).find("--io"), std::string::npos)
+        << "a missing value names the option";
+}
+
+TEST(IoEngineChoice, AutoIsSyncOnlyForImagesOnMemoryFileSystems)
+{
+    using Kind = Disk::Kind;
+    constexpr std::uint64_t kExt4 = EXT4_SUPER_MAGIC;
+    // auto: a memory file system runs every io_uring operation in a kernel
+    // worker thread; in the queue's thread is faster.
+    for (const std::uint64_t memory : {std::uint64_t{TMPFS_MAGIC}, std::uint64_t{RAMFS_MAGIC}}) {
+        const IoEngineChoice choice = choose_io_engine(IoEngine::automatic, Kind::file, memory);
+        EXPECT_EQ(choice.engine, IoEngine::sync) << memory;
+        EXPECT_NE(choice.reason.find("I/O runs in the queue threads (io_uring would hand every "
+                                     "request to a worker thread)"),
+                  std::string::npos)
+            << choice.reason;
+    }
+    EXPECT_EQ(choose_io_engine(IoEngine::automatic, Kind::file, TMPFS_MAGIC).reason.substr(0, 6),
+              "tmpfs:");
+    EXPECT_EQ(choose_io_engine(IoEngine::automatic, Kind::file, RAMFS_MAGIC).reason.substr(0, 6),
+              "ramfs:");
+    EXPECT_EQ(choose_io_engine(IoEngine::automatic, Kind::file, kExt4).engine, IoEngine::uring);
+    EXPECT_EQ(choose_io_engine(IoEngine::automatic, Kind::file, 0).engine, IoEngine::uring);
+    EXPECT_EQ(choose_io_engine(IoEngine::automatic, Kind::block_device, 0).engine, IoEngine::uring);
+    // Only an image file's file system counts (a block device has none).
+    EXPECT_EQ(choose_io_engine(IoEngine::automatic, Kind::block_device, TMPFS_MAGIC).engine,
+              IoEngine::uring);
+
+    // What was asked for is what is used.
+    EXPECT_EQ(choose_io_engine(IoEngine::uring, Kind::file, TMPFS_MAGIC).engine, IoEngine::uring);
+    EXPECT_EQ(choose_io_engine(IoEngine::sync, Kind::file, kExt4).engine, IoEngine::sync);
+    EXPECT_EQ(choose_io_engine(IoEngine::sync, Kind::block_device, 0).engine, IoEngine::sync);
+
+    // The null disk does no I/O: it needs no io_uring, whatever was asked.
+    for (const IoEngine asked : {IoEngine::automatic, IoEngine::uring, IoEngine::sync})
+        EXPECT_EQ(choose_io_engine(asked, Kind::null, 0).engine, IoEngine::sync);
+}
+
 TEST(BlkConfig, ParseSize)
 {
     EXPECT_EQ(parse_size("4096", "--x").value(), 4096U);
@@ -160,11 +226,11 @@ TEST(ConsumeIovecs, DropsWhatAShortTransferDid)
 class TempDir
 {
   public:
-    // Under /var/tmp, a disk file system on most machines (/tmp may be
-    // tmpfs, which refuses O_DIRECT before Linux 6.6).
-    TempDir()
+    // Under /var/tmp by default, a disk file system on most machines (/tmp
+    // may be tmpfs, which refuses O_DIRECT before Linux 6.6).
+    explicit TempDir(const std::string& parent = "/var/tmp")
     {
-        std::string pattern = "/var/tmp/vl-blk-test-XXXXXX";
+        std::string pattern = parent + "/vl-blk-test-XXXXXX";
         if (::mkdtemp(pattern.data()) == nullptr)
             throw std::runtime_error("mkdtemp failed");
         path_ = pattern;
@@ -177,6 +243,37 @@ class TempDir
   private:
     std::string path_;
 };
+
+// statfs's f_type of the file system `path` is on; 0 if it cannot be told.
+std::uint64_t fs_type_of(const std::string& path)
+{
+    struct statfs sfs {
+    };
+    return ::statfs(path.c_str(), &sfs) == 0 ? static_cast<unsigned long>(sfs.f_type) : 0;
+}
+
+// Where the tests find a tmpfs: /dev/shm on most systems.
+constexpr const char* kTmpfs = "/dev/shm";
+
+// A sparse image of `bytes` at `path`.
+void create_image(const std::string& path, std::uint64_t bytes)
+{
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    ASSERT_TRUE(fd.valid()) << path << ": " << std::strerror(errno);
+    ASSERT_EQ(::ftruncate(fd.get(), static_cast<off_t>(bytes)), 0);
+}
+
+// How many io_urings this process has open.
+std::size_t open_io_urings()
+{
+    std::size_t count = 0;
+    for (const auto& entry : fs::directory_iterator("/proc/self/fd")) {
+        std::error_code ec;
+        if (fs::read_symlink(entry.path(), ec).string() == "anon_inode:[io_uring]")
+            ++count;
+    }
+    return count;
+}
 
 std::vector<std::byte> pattern(std::size_t len, unsigned seed)
 {
@@ -333,11 +430,7 @@ template <class Change> BlkConfig cfg(Change&& change)
 class BlkDeviceTest : public ::testing::Test
 {
   protected:
-    BlkDeviceTest() : image_(dir_.file("disk.img"))
-    {
-        UniqueFd fd(::open(image_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-        EXPECT_EQ(::ftruncate(fd.get(), kImageBytes), 0);
-    }
+    BlkDeviceTest() : image_(dir_.file("disk.img")) { create_image(image_, kImageBytes); }
 
     std::unique_ptr<BlkDevice> make(BlkConfig config = {})
     {
@@ -353,6 +446,27 @@ class BlkDeviceTest : public ::testing::Test
     TempDir dir_;
     std::string image_;
 };
+
+// The tests of requests that reach the disk, once with each I/O engine.
+class BlkRequestTest : public BlkDeviceTest, public ::testing::WithParamInterface<IoEngine>
+{
+  protected:
+    std::unique_ptr<BlkDevice> make(BlkConfig config = {})
+    {
+        config.io_engine = GetParam();
+        auto device = BlkDeviceTest::make(std::move(config));
+        if (device) {
+            EXPECT_EQ(device->io_engine(), GetParam()) << "the engine asked for";
+        }
+        return device;
+    }
+};
+
+INSTANTIATE_TEST_SUITE_P(Engines, BlkRequestTest,
+                         ::testing::Values(IoEngine::uring, IoEngine::sync),
+                         [](const ::testing::TestParamInfo<IoEngine>& param_info) {
+                             return std::string(io_engine_name(param_info.param));
+                         });
 
 // ---------------------------------------------------------------------------
 // What the driver sees
@@ -455,10 +569,45 @@ TEST_F(BlkDeviceTest, OpenErrorsSayWhatToDo)
     EXPECT_FALSE(reader.ok()) << "a writer excludes readers too";
 }
 
+// --io=auto looks at the file system the image is really on.
+TEST_F(BlkDeviceTest, AutoEngineFollowsTheImagesFileSystem)
+{
+    const std::uint64_t here = fs_type_of(image_);
+    auto device = BlkDeviceTest::make();
+    ASSERT_TRUE(device);
+    EXPECT_EQ(device->disk().fs_type(), here);
+    EXPECT_EQ(device->io_engine(),
+              here == TMPFS_MAGIC || here == RAMFS_MAGIC ? IoEngine::sync : IoEngine::uring);
+
+    auto null = BlkDeviceTest::make(cfg([](BlkConfig& c) {
+        c.null_size = 1 << 20;
+        c.io_engine = IoEngine::uring;
+    }));
+    ASSERT_TRUE(null);
+    EXPECT_EQ(null->io_engine(), IoEngine::sync) << "the null disk needs no io_uring";
+
+    if (fs_type_of(kTmpfs) != TMPFS_MAGIC)
+        GTEST_SKIP() << kTmpfs << " is not a tmpfs here";
+    TempDir memory(kTmpfs);
+    const std::string image = memory.file("disk.img");
+    create_image(image, kImageBytes);
+    auto on_tmpfs = BlkDeviceTest::make(cfg([&](BlkConfig& c) { c.path = image; }));
+    ASSERT_TRUE(on_tmpfs);
+    EXPECT_EQ(on_tmpfs->disk().fs_type(), std::uint64_t{TMPFS_MAGIC});
+    EXPECT_EQ(on_tmpfs->io_engine(), IoEngine::sync);
+    on_tmpfs.reset(); // it locks the image
+    auto forced = BlkDeviceTest::make(cfg([&](BlkConfig& c) {
+        c.path = image;
+        c.io_engine = IoEngine::uring;
+    }));
+    ASSERT_TRUE(forced);
+    EXPECT_EQ(forced->io_engine(), IoEngine::uring) << "--io=uring is obeyed on tmpfs too";
+}
+
 // ---------------------------------------------------------------------------
 // Requests on an image file
 
-TEST_F(BlkDeviceTest, ReadsAndWritesReachTheImage)
+TEST_P(BlkRequestTest, ReadsAndWritesReachTheImage)
 {
     write_file(image_, 4096, pattern(8192, 1));
     auto device = make();
@@ -491,7 +640,7 @@ TEST_F(BlkDeviceTest, ReadsAndWritesReachTheImage)
     EXPECT_EQ(f.used_len, 1U);
 }
 
-TEST_F(BlkDeviceTest, EveryQueueServesTheSameDisk)
+TEST_P(BlkRequestTest, EveryQueueServesTheSameDisk)
 {
     auto device = make(cfg([&](BlkConfig& c) { c.num_queues = 3; }));
     Served served(*device);
@@ -552,7 +701,7 @@ TEST_F(BlkDeviceTest, GetIdOfAFullSerialHasNoTerminator)
     EXPECT_EQ(blk->get_id(0).value(), "ABCDEFGHIJKLMNOPQRST");
 }
 
-TEST_F(BlkDeviceTest, WriteZeroesZeroesEverySegmentWithAndWithoutUnmap)
+TEST_P(BlkRequestTest, WriteZeroesZeroesEverySegmentWithAndWithoutUnmap)
 {
     write_file(image_, 0, pattern(1 << 20, 4));
     auto device = make();
@@ -585,7 +734,7 @@ TEST_F(BlkDeviceTest, WriteZeroesZeroesEverySegmentWithAndWithoutUnmap)
     EXPECT_EQ(fs::file_size(image_), kImageBytes) << "the image keeps its size";
 }
 
-TEST_F(BlkDeviceTest, DiscardCompletesAndKeepsTheImageSize)
+TEST_P(BlkRequestTest, DiscardCompletesAndKeepsTheImageSize)
 {
     const auto before = pattern(1 << 20, 5);
     write_file(image_, 0, before);
@@ -608,7 +757,7 @@ TEST_F(BlkDeviceTest, DiscardCompletesAndKeepsTheImageSize)
 // Malformed and refused requests: answered, never a crash, and the queue
 // goes on serving.
 
-TEST_F(BlkDeviceTest, MalformedRequestsAreAnsweredIoErr)
+TEST_P(BlkRequestTest, MalformedRequestsAreAnsweredIoErr)
 {
     auto device = make();
     Served served(*device);
@@ -672,7 +821,7 @@ TEST_F(BlkDeviceTest, MalformedRequestsAreAnsweredIoErr)
     EXPECT_EQ(got, sector);
 }
 
-TEST_F(BlkDeviceTest, UnsupportedRequestsAreAnsweredUnsupp)
+TEST_P(BlkRequestTest, UnsupportedRequestsAreAnsweredUnsupp)
 {
     auto device = make();
     Served served(*device);
@@ -697,7 +846,7 @@ TEST_F(BlkDeviceTest, UnsupportedRequestsAreAnsweredUnsupp)
         << "flags are looked at before ranges";
 }
 
-TEST_F(BlkDeviceTest, ChainsWithoutStatusOrHeader)
+TEST_P(BlkRequestTest, ChainsWithoutStatusOrHeader)
 {
     write_file(image_, 0, pattern(4096, 8));
     auto device = make();
@@ -765,7 +914,7 @@ TEST_F(BlkDeviceTest, ChainsWithoutStatusOrHeader)
     EXPECT_EQ(file_bytes(image_, 0, 4096), pattern(4096, 8)) << "nothing discarded";
 }
 
-TEST_F(BlkDeviceTest, ReadOnlyRefusesEveryWrite)
+TEST_P(BlkRequestTest, ReadOnlyRefusesEveryWrite)
 {
     write_file(image_, 0, pattern(4096, 9));
     auto device = make(cfg([&](BlkConfig& c) { c.read_only = true; }));
@@ -817,13 +966,118 @@ TEST_F(BlkDeviceTest, NullTargetReadsZerosAndKeepsNothing)
 }
 
 // ---------------------------------------------------------------------------
-// The I/O engine
+// The I/O engines
+
+// The queue's worker sleeps in epoll_wait and learns of io_uring
+// completions only from the ring's eventfd, so every completion must
+// signal it, also those the kernel posts from task work in the submitting
+// thread (after a disk's interrupt: O_DIRECT here). An eventfd registered
+// with io_uring_register_eventfd_async stays silent for exactly these, and
+// the request would wait for an unrelated kick.
+TEST(IoRing, EveryCompletionSignalsTheEventfd)
+{
+    TempDir dir;
+    const std::string path = dir.file("ring.img");
+    constexpr std::size_t kBytes = 64 << 10;
+    create_image(path, 1 << 20);
+    write_file(path, 0, pattern(kBytes, 13));
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
+    if (!fd.valid() && errno == EINVAL)
+        GTEST_SKIP() << "no O_DIRECT on the file system of " << path;
+    ASSERT_TRUE(fd.valid()) << std::strerror(errno);
+    auto ring = IoRing::create(4);
+    ASSERT_TRUE(ring.ok()) << ring.error().message();
+    auto buffer = Mapping::map(-1, kBytes, 0, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+    ASSERT_TRUE(buffer.ok());
+    iovec iov{buffer->data(), kBytes};
+    io_uring_sqe* sqe = (*ring)->next_sqe();
+    ASSERT_NE(sqe, nullptr);
+    io_uring_prep_readv(sqe, fd.get(), &iov, 1, 0);
+    io_uring_sqe_set_data64(sqe, 7);
+    ASSERT_TRUE((*ring)->submit().ok());
+
+    // As the worker waits: task work interrupts the wait (EINTR), which is
+    // simply retried; only the eventfd says that something completed.
+    pollfd event{(*ring)->event_fd(), POLLIN, 0};
+    int n = 0;
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    do {
+        n = ::poll(&event, 1, 100);
+    } while (n <= 0 && (n == 0 || errno == EINTR) && std::chrono::steady_clock::now() < deadline);
+    EXPECT_EQ(n, 1) << "the completion did not signal the eventfd";
+    ASSERT_TRUE((*ring)->completions_ready() || (*ring)->wait(5s));
+    std::vector<std::pair<std::uint64_t, int>> completions;
+    (*ring)->reap(
+        [&](std::uint64_t user_data, int res) { completions.emplace_back(user_data, res); });
+    ASSERT_EQ(completions.size(), 1U);
+    EXPECT_EQ(completions[0], std::pair(std::uint64_t{7}, static_cast<int>(kBytes)));
+    const auto want = pattern(kBytes, 13);
+    EXPECT_TRUE(std::equal(want.begin(), want.end(), buffer->data()));
+}
+
+// The sync engine does its I/O in the queue's thread: no io_uring at all.
+TEST_P(BlkRequestTest, OnlyTheUringEngineOpensAnIoUring)
+{
+    const std::size_t before = open_io_urings();
+    auto device = make(cfg([](BlkConfig& c) { c.num_queues = 2; }));
+    Served served(*device);
+    auto blk = served.open();
+    ASSERT_TRUE(blk.ok()) << blk.error().message();
+    // Both queues have served a request: they are started.
+    ASSERT_TRUE(blk->write(0, 0, pattern(4096, 1)).ok());
+    ASSERT_TRUE(blk->flush(1).ok());
+    EXPECT_EQ(open_io_urings() - before, GetParam() == IoEngine::uring ? 2U : 0U);
+}
+
+// On tmpfs, which cannot ZERO_RANGE, WRITE_ZEROES without unmap writes
+// zeros, a chunk of 1 MiB at a time, each chunk the next operation of the
+// same request; with unmap it punches a hole.
+TEST_P(BlkRequestTest, WriteZeroesWritesZerosWhereFallocateCannot)
+{
+    if (fs_type_of(kTmpfs) != TMPFS_MAGIC)
+        GTEST_SKIP() << kTmpfs << " is not a tmpfs here";
+    TempDir memory(kTmpfs);
+    const std::string image = memory.file("disk.img");
+    create_image(image, kImageBytes);
+    const auto before = pattern(4 << 20, 14);
+    write_file(image, 0, before);
+    auto device = make(cfg([&](BlkConfig& c) { c.path = image; }));
+    Served served(*device);
+    auto blk = served.open();
+    ASSERT_TRUE(blk.ok()) << blk.error().message();
+
+    // 2 MiB and 5 sectors from sector 3: three chunks, the last short.
+    constexpr std::uint64_t kFirst = 3;
+    constexpr std::uint64_t kCount = (2 << 20) / 512 + 5;
+    ASSERT_TRUE(blk->write_zeroes(0, kFirst, static_cast<std::uint32_t>(kCount), false).ok());
+    // Again, now that the device knows ZERO_RANGE fails, and with unmap.
+    ASSERT_TRUE(blk->write_zeroes(0, 6000, 100, false).ok());
+    ASSERT_TRUE(blk->write_zeroes(0, 7000, 64, true).ok());
+
+    const auto file = file_bytes(image, 0, before.size());
+    auto sectors = [&](std::uint64_t first, std::uint64_t count) {
+        return std::span(file).subspan(first * 512, count * 512);
+    };
+    EXPECT_TRUE(all_zero(sectors(kFirst, kCount)));
+    EXPECT_TRUE(all_zero(sectors(6000, 100)));
+    EXPECT_TRUE(all_zero(sectors(7000, 64)));
+    for (std::uint64_t s : {std::uint64_t{2}, kFirst + kCount, std::uint64_t{5999},
+                            std::uint64_t{6100}, std::uint64_t{6999}, std::uint64_t{7064}})
+        EXPECT_TRUE(std::equal(sectors(s, 1).begin(), sectors(s, 1).end(),
+                               before.begin() + static_cast<std::ptrdiff_t>(s * 512)))
+            << "sector " << s;
+    std::vector<std::byte> got(4096);
+    ASSERT_TRUE(blk->read(0, kFirst + kCount - 4, got).ok());
+    EXPECT_TRUE(all_zero(std::span(got).first(2048)));
+    EXPECT_TRUE(std::equal(got.begin() + 2048, got.end(),
+                           before.begin() + static_cast<std::ptrdiff_t>((kFirst + kCount) * 512)));
+}
 
 // Short transfers: the image shrinks under the device, so a read inside
 // the disk meets the end of the file. The device takes what readv gave,
 // resubmits the rest, gets end-of-file and answers IOERR: no hang, no
 // stale success.
-TEST_F(BlkDeviceTest, ReadThatMeetsTheEndOfTheFileFails)
+TEST_P(BlkRequestTest, ReadThatMeetsTheEndOfTheFileFails)
 {
     auto device = make();
     Served served(*device);
@@ -837,7 +1091,7 @@ TEST_F(BlkDeviceTest, ReadThatMeetsTheEndOfTheFileFails)
 
 // A chain of more buffers than readv/writev take at once (IOV_MAX): sent
 // in parts, each resubmitted where the last stopped.
-TEST_F(BlkDeviceTest, ChainsLongerThanIovMax)
+TEST_P(BlkRequestTest, ChainsLongerThanIovMax)
 {
     auto device = make(cfg([&](BlkConfig& c) { c.queue_size = 2048; }));
     Served served(*device);
@@ -859,7 +1113,7 @@ TEST_F(BlkDeviceTest, ChainsLongerThanIovMax)
 // More requests in flight than the queue's io_uring has entries: the
 // device takes what it has slots for, pauses, and takes the rest as
 // completions free slots.
-TEST_F(BlkDeviceTest, MoreRequestsThanTheRingHolds)
+TEST_P(BlkRequestTest, MoreRequestsThanTheRingHolds)
 {
     constexpr std::uint32_t kRequests = 700;
     auto device = make(cfg([&](BlkConfig& c) { c.queue_size = 1024; }));
@@ -885,12 +1139,13 @@ TEST_F(BlkDeviceTest, MoreRequestsThanTheRingHolds)
     }
 }
 
-TEST_F(BlkDeviceTest, DirectIoWithAlignedAndMisalignedBuffers)
+TEST_P(BlkRequestTest, DirectIoWithAlignedAndMisalignedBuffers)
 {
     auto device = BlkDevice::create(cfg([&](BlkConfig& c) {
                                         c.path = image_;
                                         c.direct = true;
                                         c.serial = "d";
+                                        c.io_engine = GetParam();
                                     }),
                                     Logger("blk", kLogLevel));
     if (!device.ok() && device.error().code() == EINVAL)
@@ -957,7 +1212,7 @@ TEST_F(BlkDeviceTest, DirectIoWithAlignedAndMisalignedBuffers)
 // A front-end that disconnects with requests in flight: the device
 // finishes or cancels them before the queue stops, and serves the next
 // front-end.
-TEST_F(BlkDeviceTest, FrontEndLeavesWithRequestsInFlight)
+TEST_P(BlkRequestTest, FrontEndLeavesWithRequestsInFlight)
 {
     auto device = make(cfg([&](BlkConfig& c) { c.num_queues = 2; }));
     {
