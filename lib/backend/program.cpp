@@ -27,6 +27,9 @@ namespace vl::backend
 namespace
 {
 
+// --poll-us at most: a second of spinning is more than any latency gain.
+constexpr std::uint64_t kMaxPollMicroseconds = 1'000'000;
+
 Error usage(std::string message)
 {
     return Error(std::move(message), EINVAL);
@@ -165,6 +168,11 @@ std::vector<OptionSpec> common_options()
     return {
         {"socket-path", 's', "PATH", "listen for the front-end on the Unix socket PATH (required)"},
         {"log-level", 'l', "LEVEL", "error, warn, info (default), debug or trace"},
+        {"poll-us", 0, "N",
+         fmt::format("after the last request, keep looking for work for N microseconds before "
+                     "sleeping (0 to {}; default 0): lower latency, but a queue's thread keeps "
+                     "its CPU busy meanwhile",
+                     kMaxPollMicroseconds)},
         {"print-capabilities", 0, "", "print the back-end's capabilities as JSON and exit"},
         {"version", 'V', "", "print the version and exit"},
         {"help", 'h', "", "print this help and exit"},
@@ -192,6 +200,13 @@ Result<CommonConfig> CommonConfig::from(const CommandLine& command_line)
                                  "bytes (choose a shorter one)",
                                  *path, path->size(), kMaxPath));
     config.socket_path = *path;
+    VL_TRY_ASSIGN(const auto poll, command_line.number("poll-us", "microseconds"));
+    if (poll) {
+        if (*poll > kMaxPollMicroseconds)
+            return usage(fmt::format("--poll-us {} is more than {} (one second)", *poll,
+                                     kMaxPollMicroseconds));
+        config.poll_time = std::chrono::microseconds(*poll);
+    }
     if (auto level = command_line.value("log-level")) {
         auto parsed = parse_log_level(*level);
         if (!parsed)
@@ -306,6 +321,7 @@ int serve(const ProgramInfo& info, Device& device, const CommonConfig& common, c
         return report(info, {ExitCode::runtime_error, Error::from_errno("signalfd")});
     DaemonOptions options;
     options.socket_path = common.socket_path;
+    options.session.poll_time = common.poll_time;
     auto daemon = Daemon::listen(device, options, logger);
     if (!daemon)
         return report(info, {ExitCode::runtime_error, daemon.error()});

@@ -14,12 +14,13 @@
 //       return vl::backend::run_device_program(program, argc, argv);
 //   }
 //
-// Common options: -s/--socket-path PATH, -l/--log-level LEVEL,
+// Common options: -s/--socket-path PATH, -l/--log-level LEVEL, --poll-us N,
 // --print-capabilities, -h/--help, -V/--version.
 // Exit status: 0 after SIGTERM/SIGINT (and after --help, --version,
 // --print-capabilities); 1 on a runtime error; 2 on bad usage.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -86,6 +87,8 @@ class CommandLine
 struct CommonConfig {
     std::string socket_path;
     LogLevel log_level = LogLevel::info;
+    // --poll-us: SessionOptions::poll_time.
+    std::chrono::microseconds poll_time{0};
 
     static Result<CommonConfig> from(const CommandLine& command_line);
 };

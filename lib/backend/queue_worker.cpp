@@ -2,6 +2,7 @@
 #include "backend/queue_worker.hpp"
 
 #include <sys/epoll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -9,6 +10,20 @@
 
 namespace vl::backend
 {
+
+namespace
+{
+
+// An eventfd (an anonymous inode: no file type bits), as front-ends give
+// for kicks; not a pipe, which must be read or it fills up.
+bool is_eventfd_like(int fd)
+{
+    struct stat st {
+    };
+    return ::fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == 0;
+}
+
+} // namespace
 
 QueueWorker::QueueWorker(Device& device, const WorkerSetup& setup, Logger logger)
     : device_(device), setup_(setup), logger_(std::move(logger))
@@ -26,7 +41,8 @@ QueueWorker::start(Device& device, const WorkerSetup& setup, virtq::SplitQueue q
         return Error::from_errno("epoll_create1 for a queue worker");
     VL_TRY_ASSIGN(w->stop_, EventFd::create());
     VL_TRY(w->epoll_add(w->stop_.get()));
-    VL_TRY(w->epoll_add(setup.kick_fd));
+    w->kick_edge_triggered_ = is_eventfd_like(setup.kick_fd);
+    VL_TRY(w->epoll_add(setup.kick_fd, w->kick_edge_triggered_ ? EPOLLET : 0U));
     EventSources& events = *w; // a private base: convert here, where it is accessible
     w->ctx_ = std::make_unique<QueueContext>(setup.index, std::move(queue), memory, setup.features,
                                              *setup.call, events, std::move(logger),
@@ -50,10 +66,10 @@ std::uint16_t QueueWorker::stop()
     return final_avail_idx_;
 }
 
-Status QueueWorker::epoll_add(int fd)
+Status QueueWorker::epoll_add(int fd, std::uint32_t flags)
 {
     epoll_event event{};
-    event.events = EPOLLIN;
+    event.events = EPOLLIN | flags;
     event.data.fd = fd;
     if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event) < 0)
         return Error::from_errno("epoll_ctl ADD of fd " + std::to_string(fd));
@@ -90,22 +106,59 @@ void QueueWorker::run()
         // back-end was stopped), and that kick is not repeated.
         serve_available();
     }
-    std::array<epoll_event, 16> events{};
     while (auto timeout_ms = next_wait_ms()) {
-        int n =
-            ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), *timeout_ms);
-        if (n < 0 && errno == EINTR)
+        if (setup_.poll_time.count() > 0 && serving_ && !stopping_ && poll_for_work())
             continue;
-        if (n < 0) {
-            stop_serving(Error::from_errno("epoll_wait").message());
-            break;
-        }
-        for (int i = 0; i < n; ++i)
-            dispatch(events[static_cast<std::size_t>(i)].data.fd);
+        dispatch_ready(*timeout_ms);
     }
     if (started_)
         device_.queue_stopped(*ctx_);
     final_avail_idx_ = ctx_->queue().last_avail_idx();
+}
+
+void QueueWorker::dispatch_ready(int timeout_ms)
+{
+    std::array<epoll_event, 16> events{};
+    const int n =
+        ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), timeout_ms);
+    if (n < 0 && errno != EINTR)
+        stop_serving(Error::from_errno("epoll_wait").message());
+    for (int i = 0; i < n; ++i)
+        dispatch(events[static_cast<std::size_t>(i)].data.fd);
+}
+
+bool QueueWorker::poll_for_work()
+{
+    virtq::SplitQueue& queue = ctx_->queue();
+    const auto deadline = std::chrono::steady_clock::now() + setup_.poll_time;
+    // The driver need not kick while we look at its ring anyway.
+    queue.disable_notification();
+    for (;;) {
+        if (!ctx_->paused()) {
+            auto available = queue.available();
+            if (!available.ok() || *available > 0 || ctx_->pending_resubmissions() > 0) {
+                serve_available(); // enables notifications again when done
+                return true;
+            }
+        }
+        // The device's fds (an io_uring's completions, an input source)
+        // and the kick and stop fds, without sleeping.
+        epoll_event event{};
+        const int n = ::epoll_wait(epoll_.get(), &event, 1, 0);
+        if (n > 0) {
+            dispatch(event.data.fd);
+            return true;
+        }
+        if (std::chrono::steady_clock::now() >= deadline)
+            break;
+    }
+    // Going to sleep: the next buffer must kick us. One may have come in
+    // while notifications were off.
+    if (queue.enable_notification() && !ctx_->paused()) {
+        serve_available();
+        return true;
+    }
+    return false;
 }
 
 std::optional<int> QueueWorker::next_wait_ms() const
@@ -130,10 +183,11 @@ void QueueWorker::dispatch(int fd)
     if (fd == stop_.get()) {
         begin_stopping();
     } else if (fd == setup_.kick_fd) {
+        // A pipe must be read (it would fill up); an eventfd watched
+        // edge-triggered need not be. The count is meaningless.
         std::uint64_t count = 0;
-        // A kick fd is an eventfd (or a pipe): reading clears it. The count
-        // is meaningless.
-        (void)!::read(fd, &count, sizeof(count));
+        if (!kick_edge_triggered_)
+            (void)!::read(fd, &count, sizeof(count));
         if (serving_ && !stopping_ && !ctx_->paused())
             serve_available();
     } else if (auto it = device_fds_.find(fd); it != device_fds_.end()) {

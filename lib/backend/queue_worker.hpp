@@ -31,6 +31,10 @@ struct WorkerSetup {
     RingSignal* err = nullptr;
     // How long stopping waits for chains in flight to complete.
     std::chrono::milliseconds drain_timeout{10000};
+    // After the last work, how long to keep checking the ring and the
+    // device's fds before sleeping in epoll_wait (vhost's busyloop). While
+    // polling, the driver is asked not to kick. 0: sleep at once.
+    std::chrono::microseconds poll_time{0};
 };
 
 class QueueWorker final : private EventSources
@@ -57,9 +61,13 @@ class QueueWorker final : private EventSources
 
     Status watch(int fd, std::uint64_t token) override;
     Status unwatch(int fd) override;
-    Status epoll_add(int fd);
+    Status epoll_add(int fd, std::uint32_t flags = 0);
 
     void run();
+    // Busy-polls for up to setup_.poll_time; true if it found work (and
+    // did it), false if the worker should sleep.
+    bool poll_for_work();
+    void dispatch_ready(int timeout_ms);
     // How long to wait for events (-1: until one comes); nullopt when the
     // worker is done (stopped, and nothing in flight or out of time).
     [[nodiscard]] std::optional<int> next_wait_ms() const;
@@ -80,6 +88,9 @@ class QueueWorker final : private EventSources
     UniqueFd epoll_;
     EventFd stop_;
     std::map<int, std::uint64_t> device_fds_; // watched fd -> device token
+    // The kick fd is an eventfd watched edge-triggered: its counter need
+    // not be read (a system call per kick saved); a pipe is read instead.
+    bool kick_edge_triggered_ = false;
     std::unique_ptr<QueueContext> ctx_;
     bool started_ = false; // queue_started() succeeded
     bool serving_ = false; // kicks are processed

@@ -195,6 +195,7 @@ Status Session::start_ring(std::uint32_t index)
     setup.call = &ring.call;
     setup.err = &ring.err;
     setup.drain_timeout = options_.drain_timeout;
+    setup.poll_time = options_.poll_time;
     auto worker =
         QueueWorker::start(device_, setup, std::move(queue).value(), memory_.guest(),
                            std::move(resubmitted), logger_.child("queue" + std::to_string(index)));

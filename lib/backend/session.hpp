@@ -51,6 +51,9 @@ struct SessionOptions {
     std::chrono::milliseconds message_timeout{10000};
     // GET_MAX_MEM_SLOTS: how many regions ADD_MEM_REG may build up.
     std::uint32_t max_mem_slots = 64;
+    // How long a queue's worker busy-polls for work before it sleeps
+    // (WorkerSetup::poll_time); 0 sleeps at once.
+    std::chrono::microseconds poll_time{0};
 };
 
 // What vhost-user can express of a device: 1 to 256 queues (ring indices

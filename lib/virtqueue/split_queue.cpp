@@ -366,10 +366,15 @@ bool SplitQueue::enable_notification()
 
 void SplitQueue::disable_notification()
 {
-    if (broken_reason_ || config_.event_idx)
+    if (broken_reason_)
         return;
-    store_shared_le16(used_field(ring_offset::kFlags), kUsedFlagNoNotify,
-                      std::memory_order_relaxed);
+    if (config_.event_idx)
+        store_shared_le16(used_field(ring_offset::avail_event(config_.size)),
+                          static_cast<std::uint16_t>(last_avail_idx_ - 1),
+                          std::memory_order_relaxed);
+    else
+        store_shared_le16(used_field(ring_offset::kFlags), kUsedFlagNoNotify,
+                          std::memory_order_relaxed);
 }
 
 } // namespace vl::virtq

@@ -137,8 +137,11 @@ class SplitQueue
     // reports false.
     bool enable_notification();
 
-    // Tells the driver kicks are not needed for now (we are polling). With
-    // EVENT_IDX this is implicit (avail_event is simply not moved).
+    // Tells the driver kicks are not needed for now (we are processing or
+    // polling): sets NO_NOTIFY, or with EVENT_IDX moves avail_event behind
+    // the next index we will take, so that no index the driver publishes
+    // crosses it (until 65535 more buffers). Without this, with EVENT_IDX
+    // the first buffer after each enable_notification() would kick.
     void disable_notification();
 
     // ---- ring state (vhost-user GET/SET_VRING_BASE) ----

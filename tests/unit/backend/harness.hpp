@@ -375,10 +375,13 @@ class DriverQueue
         EXPECT_TRUE(head.ok() && head->has_value());
         if (ring_->kick_needed()) {
             EXPECT_TRUE(kick_.signal().ok());
+            ++kicks_;
         }
         return head.ok() && head->has_value() ? **head : 0xffff;
     }
     void kick() { EXPECT_TRUE(kick_.signal().ok()); }
+    // Kicks submit() sent (the device asked for them).
+    [[nodiscard]] int kicks() const { return kicks_; }
 
     // The next used buffer, waiting on the call eventfd up to `timeout`.
     std::optional<virtq::UsedBuffer> wait_used(std::chrono::milliseconds timeout = 5s)
@@ -408,6 +411,7 @@ class DriverQueue
     EventFd kick_;
     EventFd call_;
     EventFd err_;
+    int kicks_ = 0;
 };
 
 // ---------------------------------------------------------------------------

@@ -116,6 +116,23 @@ TEST(CommonConfig, LogLevel)
               "unknown --log-level 'loud' (use error, warn, info, debug or trace)");
 }
 
+TEST(CommonConfig, PollTime)
+{
+    EXPECT_EQ(CommonConfig::from(*parse({"-s", "a"}))->poll_time.count(), 0);
+    auto config = CommonConfig::from(*parse({"-s", "a", "--poll-us", "50"}));
+    ASSERT_TRUE(config.ok());
+    EXPECT_EQ(config->poll_time, std::chrono::microseconds(50));
+    EXPECT_TRUE(CommonConfig::from(*parse({"-s", "a", "--poll-us=1000000"})).ok());
+    auto too_long = CommonConfig::from(*parse({"-s", "a", "--poll-us=1000001"}));
+    ASSERT_FALSE(too_long.ok());
+    EXPECT_EQ(too_long.error().message(), "--poll-us 1000001 is more than 1000000 (one second)");
+    auto not_a_number = CommonConfig::from(*parse({"-s", "a", "--poll-us=5ms"}));
+    ASSERT_FALSE(not_a_number.ok());
+    EXPECT_NE(not_a_number.error().message().find("whole number of microseconds"),
+              std::string::npos)
+        << not_a_number.error().message();
+}
+
 TEST(ProgramTexts, CapabilitiesFollowTheVhostUserJsonSchema)
 {
     EXPECT_EQ(capabilities_json(kInfo), "{\n  \"type\": \"block\",\n  \"features\": [\n    "
@@ -130,7 +147,7 @@ TEST(ProgramTexts, HelpListsEveryOptionAndTheExitStatus)
     const std::string help = usage_text(kInfo);
     for (const char* piece :
          {"Usage: vhost-user-test --socket-path=PATH", "A test program.", "-s, --socket-path=PATH",
-          "-b, --blk-file=PATH", "--read-only", "-l, --log-level=LEVEL", "--print-capabilities",
+          "-b, --blk-file=PATH", "--read-only", "-l, --log-level=LEVEL", "--poll-us=N", "--print-capabilities",
           "-V, --version", "-h, --help", "2 on bad usage"})
         EXPECT_NE(help.find(piece), std::string::npos) << piece << " missing from:\n" << help;
     EXPECT_NE(version_text(kInfo).find("vhost-user-test (virtio-loopback) "), std::string::npos);

@@ -114,6 +114,41 @@ TEST_F(SessionTest, EchoesThroughTwoQueuesInQemuOrder)
     EXPECT_GE(device_.resets.load(), 1) << "the device is reset when the front-end leaves";
 }
 
+// With --poll-us, a worker that just served keeps looking at the ring: the
+// driver is told not to kick, and what it adds is served all the same.
+TEST_F(SessionTest, BusyPollingServesWithoutKicks)
+{
+    SessionOptions options;
+    options.poll_time = 10s; // far longer than the test: every echo falls in it
+    auto& f = ready(true, options);
+    DriverQueue q(ram_, kRing0, kSize, true);
+    start_queue(f, q, 0, kSize);
+    expect_echo(ram_, q, "wake up");
+    const int kicks = q.kicks();
+    for (int i = 0; i < 20; ++i)
+        expect_echo(ram_, q, "polled " + std::to_string(i), i % 4);
+    EXPECT_EQ(q.kicks(), kicks) << "the driver kicked a worker that polls";
+    // Stopping does not wait for the polling to end.
+    const auto before = std::chrono::steady_clock::now();
+    EXPECT_TRUE(session().finish().ok());
+    EXPECT_LT(std::chrono::steady_clock::now() - before, 5s);
+}
+
+// Without it, a buffer added once the worker went to sleep is kicked.
+TEST_F(SessionTest, WithoutPollingTheDriverKicks)
+{
+    auto& f = ready(true);
+    DriverQueue q(ram_, kRing0, kSize, true);
+    start_queue(f, q, 0, kSize);
+    for (int i = 0; i < 5; ++i) {
+        // Time to re-enable notifications and sleep (a buffer added before
+        // that is found without a kick).
+        std::this_thread::sleep_for(20ms);
+        expect_echo(ram_, q, "kicked " + std::to_string(i));
+    }
+    EXPECT_EQ(q.kicks(), 5);
+}
+
 // Every order of the set-up requests is legal (the ring runs once it has
 // memory, size, addresses, a kick fd and is enabled), and so is sending
 // NUM and BASE before the memory table, as cloud-hypervisor does.
