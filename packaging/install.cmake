@@ -44,9 +44,6 @@ endforeach()
 # The libraries are static, so what they use is needed by every link:
 # public Requires (fmt is also in the headers' interface).
 set(VL_PC_REQUIRES "fmt")
-if(VL_HAVE_LIBSYSTEMD)
-  string(APPEND VL_PC_REQUIRES " libsystemd")
-endif()
 configure_file(${CMAKE_CURRENT_LIST_DIR}/pkgconfig/virtio-loopback-backend.pc.in
                ${CMAKE_BINARY_DIR}/packaging/virtio-loopback-backend.pc @ONLY)
 install(FILES ${CMAKE_BINARY_DIR}/packaging/virtio-loopback-backend.pc

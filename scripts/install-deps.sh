@@ -22,10 +22,10 @@ PACKAGES=(
 	fio e2fsprogs util-linux procps
 	# benchmarks (make bench): the vdpa tool, plots
 	iproute2 gnuplot-nox python3
-	# packaging (make install, make package, their tests): sd_notify, man
+	# packaging (make install, make package, their tests): man
 	# pages, DKMS, the Debian package build and lint, systemd-analyze,
 	# systemd-sysusers and setpriv in the guest test
-	libsystemd-dev help2man dkms dh-dkms debhelper fakeroot lintian systemd
+	help2man dkms dh-dkms debhelper fakeroot lintian systemd
 )
 
 missing=()

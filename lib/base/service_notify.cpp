@@ -1,11 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "base/service_notify.hpp"
 
-#include <string>
+#include <dlfcn.h>
 
-#ifdef VL_HAVE_LIBSYSTEMD
-#include <systemd/sd-daemon.h>
-#endif
+#include <cstdlib>
+#include <string>
 
 namespace vl
 {
@@ -13,14 +12,22 @@ namespace vl
 namespace
 {
 
+// libsystemd is loaded only when a service manager asked for notifications
+// ($NOTIFY_SOCKET is set): linked in, it and the seven libraries it needs
+// would be loaded and relocated at every start of every program, which
+// costs more than the rest of the adapter's set-up under emulation.
 void notify(const std::string& state)
 {
-#ifdef VL_HAVE_LIBSYSTEMD
-    // Best effort: a manager that does not listen changes nothing for us.
-    (void)::sd_notify(0, state.c_str());
-#else
-    (void)state;
-#endif
+    if (std::getenv("NOTIFY_SOCKET") == nullptr)
+        return;
+    void* libsystemd = ::dlopen("libsystemd.so.0", RTLD_NOW | RTLD_LOCAL);
+    if (libsystemd == nullptr)
+        return; // best effort, as sd_notify itself is
+    using SdNotify = int (*)(int unset_environment, const char* state);
+    // NOLINTNEXTLINE(cppcoreguidelines-pro-type-reinterpret-cast): dlsym's contract
+    if (auto sd_notify = reinterpret_cast<SdNotify>(::dlsym(libsystemd, "sd_notify")))
+        (void)sd_notify(0, state.c_str()); // a manager that does not listen changes nothing
+    ::dlclose(libsystemd);
 }
 
 } // namespace

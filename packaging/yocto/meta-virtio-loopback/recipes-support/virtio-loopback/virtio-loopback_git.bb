@@ -9,16 +9,18 @@ LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
 require virtio-loopback.inc
 
-DEPENDS = "fmt liburing libevdev systemd"
+DEPENDS = "fmt liburing libevdev"
+# sd_notify readiness: libsystemd is loaded at run time when systemd asks.
+RDEPENDS:${PN} += "libsystemd"
 
 inherit cmake pkgconfig systemd useradd features_check
 
-# libsystemd (sd_notify readiness for Type=notify units).
+# Type=notify units.
 REQUIRED_DISTRO_FEATURES = "systemd"
 
 # No tests, fuzzers or man pages (help2man runs the programs: not when
 # cross-compiling); the module comes from virtio-loopback-module, not DKMS.
-EXTRA_OECMAKE = "-DVL_BUILD_TESTS=OFF -DVL_FUZZ=OFF -DVL_MAN_PAGES=OFF -DVL_SYSTEMD=ON \
+EXTRA_OECMAKE = "-DVL_BUILD_TESTS=OFF -DVL_FUZZ=OFF -DVL_MAN_PAGES=OFF \
                  -DVL_DKMS_SOURCE=OFF \
                  -DVL_SYSTEMD_UNIT_DIR=${systemd_system_unitdir} \
                  -DVL_UDEV_RULES_DIR=${nonarch_base_libdir}/udev/rules.d \
