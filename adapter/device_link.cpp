@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -43,6 +44,16 @@ constexpr auto kReplyTimeout = std::chrono::milliseconds(10000);
 
 } // namespace
 
+std::string SetupTimeline::describe(Clock::time_point ready) const
+{
+    auto ms = [this](Clock::time_point t) {
+        return std::chrono::duration<double, std::milli>(t - start).count();
+    };
+    return fmt::format("back-end connected {:.1f} ms, negotiated {:.1f} ms, device created "
+                       "{:.1f} ms, driver probed {:.1f} ms, rings handed over {:.1f} ms",
+                       ms(connected), ms(negotiated), ms(created), ms(probed), ms(ready));
+}
+
 DeviceLink::DeviceLink(DeviceSpec spec, LinkSettings settings, EventLoop& loop, Logger log)
     : spec_(std::move(spec)), settings_(std::move(settings)), loop_(loop), log_(std::move(log))
 {
@@ -56,6 +67,7 @@ void DeviceLink::start(std::function<void(const Error&)> on_fatal,
     on_fatal_ = std::move(on_fatal);
     on_created_ = std::move(on_created);
     connect_deadline_ = std::chrono::steady_clock::now() + settings_.connect_timeout;
+    timeline_.start = settings_.started;
     try_connect();
 }
 
@@ -88,6 +100,8 @@ void DeviceLink::fail(const Error& why)
 void DeviceLink::try_connect()
 {
     retry_timer_.reset();
+    if (state_ == State::connecting && ever_connected_)
+        timeline_.start = SetupTimeline::Clock::now(); // a device created again
     Status connected = connect_backend();
     if (!connected.ok()) {
         drop_backend();
@@ -146,10 +160,12 @@ Status DeviceLink::connect_backend()
 {
     VL_TRY_ASSIGN(auto frontend, vu::Frontend::connect(spec_.socket));
     backend_.emplace(std::move(frontend));
+    timeline_.connected = SetupTimeline::Clock::now();
     // A back-end that is stopped still accepts connections (the kernel
     // queues them): do not let one stall the event loop for long.
     backend_->connection().set_timeout(kNegotiateTimeout);
     VL_TRY(negotiate());
+    timeline_.negotiated = SetupTimeline::Clock::now();
     backend_->connection().set_timeout(kReplyTimeout);
     VL_TRY(loop_.watch(
         backend_->connection().fd(), [this](std::uint32_t events) { on_backend_event(events); },
@@ -254,6 +270,7 @@ Status DeviceLink::create_device()
     control_.emplace(std::move(control));
     VL_TRY(loop_.watch(control_->fd(), [this](std::uint32_t events) { on_control_event(events); }));
     VL_TRY(control_->start());
+    timeline_.created = SetupTimeline::Clock::now();
     driver_ok_ = false;
     VL_TRY_ASSIGN(auto info, control_->info());
     log_.info("virtio-loopback.{}: {} device (virtio id {}) on {}, {} queue(s) of up to {}, "
@@ -269,6 +286,7 @@ void DeviceLink::remove_device()
         return;
     loop_.unwatch(control_->fd());
     control_.reset(); // the kernel fails what is pending and removes it
+    timeline_reported_ = false;
     window_ = {};
     kicks_.clear();
     calls_.clear();
@@ -335,6 +353,7 @@ Status DeviceLink::on_status(std::uint32_t status, std::uint64_t driver_features
     }
     if ((status & VIRTIO_CONFIG_S_DRIVER_OK) && !driver_ok_) {
         driver_ok_ = true;
+        timeline_.probed = SetupTimeline::Clock::now();
         if (state_ == State::disconnected) {
             log_.info("driver ready while the back-end is away: rings start when it returns");
             return ok_status();
@@ -428,6 +447,8 @@ Status DeviceLink::start_rings(bool resume)
     rings_started_ = true;
     arm_watchdog();
     log_.info("driver ready: rings handed to the back-end (features {:#x})", driver_features_);
+    if (!resume && !std::exchange(timeline_reported_, true))
+        log_.info("set-up: {}", timeline_.describe(SetupTimeline::Clock::now()));
     return ok_status();
 }
 

@@ -24,6 +24,23 @@ struct LinkSettings {
     std::chrono::milliseconds reconnect_grace;
     std::chrono::milliseconds stall_timeout; // 0: no watchdog
     std::uint32_t reply_timeout_ms;
+    // When the adapter started (main()): the origin of the set-up timeline.
+    std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+};
+
+// When each step of setting up a kernel device ended, for the info line
+// that says where set-up time goes (make bench reads it). Times are from
+// `start`: the adapter's start for the first device, the reconnection
+// attempt for a device created again.
+struct SetupTimeline {
+    using Clock = std::chrono::steady_clock;
+    Clock::time_point start;
+    Clock::time_point connected;  // the back-end's socket
+    Clock::time_point negotiated; // stage 1: features, protocol features, owner
+    Clock::time_point created;    // stage 2: queue count, config, CREATE, START
+    Clock::time_point probed;     // the driver wrote DRIVER_OK
+    // "connected 1.2 ms, negotiated 3.4 ms, ..., rings handed over 9.9 ms"
+    [[nodiscard]] std::string describe(Clock::time_point ready) const;
 };
 
 // One vhost-user back-end wired to one device of the transport.
@@ -130,6 +147,8 @@ private:
     std::uint64_t driver_features_ = 0;  // what its driver accepted
     bool driver_ok_ = false;
     bool rings_started_ = false;
+    SetupTimeline timeline_;
+    bool timeline_reported_ = false; // for this kernel device
 };
 
 } // namespace vl::adapter

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // virtio-loopback-adapter: the control plane. See --help and README.md.
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <memory>
@@ -32,7 +33,7 @@ void list_devices()
                    t.queue_size, t.window_mib, t.description);
 }
 
-int run(const AdapterOptions& options)
+int run(const AdapterOptions& options, std::chrono::steady_clock::time_point started)
 {
     Logger log("virtio-loopback-adapter", options.log_level);
     // Fail at once, with the fix, if the transport is not there.
@@ -63,8 +64,9 @@ int run(const AdapterOptions& options)
         return kExitRuntimeError;
     }
 
-    LinkSettings settings{options.control_path, options.connect_timeout, options.reconnect_grace,
-                          options.stall_timeout, options.reply_timeout_ms};
+    LinkSettings settings{options.control_path,    options.connect_timeout,
+                          options.reconnect_grace, options.stall_timeout,
+                          options.reply_timeout_ms, started};
     for (const auto& spec : options.devices)
         links.push_back(std::make_unique<DeviceLink>(spec, settings, *loop, log.child(spec.name)));
     // A Type=notify unit is up once every device exists in the kernel.
@@ -93,6 +95,7 @@ int run(const AdapterOptions& options)
 int main(int argc, char** argv)
 {
     using namespace vl::adapter;
+    const auto started = std::chrono::steady_clock::now();
     auto parsed = parse_command_line(argc, argv);
     if (!parsed.ok()) {
         std::fprintf(stderr, "virtio-loopback-adapter: %s\n", parsed.error().message().c_str());
@@ -111,5 +114,5 @@ int main(int argc, char** argv)
     case Action::run:
         break;
     }
-    return run(parsed->options);
+    return run(parsed->options, started);
 }
