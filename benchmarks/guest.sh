@@ -14,7 +14,8 @@
 # Environment (run.sh sets them): VL_BUILD_DIR, BENCH_ROUNDS (3),
 # BENCH_RUNTIME (fio seconds, whole, 3), BENCH_RAMP_MS (fio ramp, 500),
 # BENCH_CONTENDERS (space-separated subset, default all), BENCH_QEMU_AIO
-# (io_uring), BENCH_INPUT_EVENTS (500), BENCH_RNG_SECONDS (2).
+# (io_uring), BENCH_INPUT_EVENTS (500), BENCH_RNG_SECONDS (2),
+# BENCH_POLL_US (1000).
 #
 # OUT/records.tsv, one record a line, tab-separated:
 #   info   KEY VALUE
@@ -22,6 +23,7 @@
 #   skip   ROUND CONTENDER REASON               (not built)
 #   fail   ROUND CONTENDER WHAT REASON          (set-up or a workload failed)
 #   setup  ROUND CONTENDER MICROSECONDS
+#   setup_steps ROUND CONTENDER TEXT           (the adapter's "set-up:" line)
 #   fio    ROUND CONTENDER WORKLOAD JSON-FILE CPU-FILE
 #   bytes  ROUND CONTENDER WORKLOAD BYTES SECONDS    (dd)
 #   rng    ROUND CONTENDER JSON-FILE                 (vl-read-rate)
@@ -40,8 +42,9 @@ RAMP_MS=${BENCH_RAMP_MS:-500}
 QEMU_AIO=${BENCH_QEMU_AIO:-io_uring}
 INPUT_EVENTS=${BENCH_INPUT_EVENTS:-500}
 RNG_SECONDS=${BENCH_RNG_SECONDS:-2}
-ALL_BLK="vl-blk vl-qsd vduse loop nbd null_blk vl-null"
-ALL_INPUT="vl-input uinput"
+POLL_US=${BENCH_POLL_US:-1000}
+ALL_BLK="vl-blk vl-blk-poll vl-qsd vduse loop nbd null_blk vl-null"
+ALL_INPUT="vl-input vl-input-poll uinput"
 ALL_RNG="vl-rng urandom"
 CONTENDERS=${BENCH_CONTENDERS:-"$ALL_BLK $ALL_INPUT $ALL_RNG"}
 
@@ -130,10 +133,15 @@ LOG=
 start_adapter() { # socket type; times until `condition` holds
 	local t0
 	t0=$(now_us)
-	"$BIN/virtio-loopback-adapter" -s "$1" -d "$2" -l warn >>"$LOG" 2>&1 &
+	# Info level: its "set-up:" line says when each step ended.
+	"$BIN/virtio-loopback-adapter" -s "$1" -d "$2" -l info >>"$LOG" 2>&1 &
 	ADAPTER_PID=$!
 	poll_until 60 "$3" || { echo "no device appeared within 60 s: $(log_tail "$LOG")"; return 1; }
 	SETUP_US=$(($(now_us) - t0))
+	# The line may come a moment after the node: the adapter logs it once
+	# it has handed the rings over, which the driver's probe does not wait for.
+	poll_until 5 "grep -q 'set-up: ' '$LOG'"
+	SETUP_STEPS=$(sed -n 's/.*set-up: //p' "$LOG" | tail -n 1)
 }
 
 vl_ready() {
@@ -170,6 +178,13 @@ setup_vl-blk() {
 	vl_blk_setup "$BIN/vhost-user-blk" -s "$RUN/blk.sock" -b "$IMG" --num-queues=1 --direct -l warn
 }
 teardown_vl-blk() { vl_teardown; poll_until 10 no_virtio_disk; }
+
+setup_vl-blk-poll() {
+	[[ -x $BIN/vhost-user-blk ]] || { echo "skipped: not built ($BIN/vhost-user-blk)"; return 2; }
+	vl_blk_setup "$BIN/vhost-user-blk" -s "$RUN/blk.sock" -b "$IMG" --num-queues=1 --direct \
+		--poll-us="$POLL_US" -l warn
+}
+teardown_vl-blk-poll() { teardown_vl-blk; }
 
 setup_vl-null() {
 	[[ -x $BIN/vhost-user-blk ]] || { echo "skipped: not built ($BIN/vhost-user-blk)"; return 2; }
@@ -268,12 +283,12 @@ input_node() { # sets DEV to the evdev node of the virtio_input device
 	done
 	return 1
 }
-setup_vl-input() {
+setup_vl-input() { # [back-end option...]
 	[[ -x $BIN/vhost-user-input ]] || { echo "skipped: not built ($BIN/vhost-user-input)"; return 2; }
 	vl_ready || return 1
 	modprobe_once evdev virtio_input || { echo "modprobe evdev virtio_input failed"; return 1; }
 	rm -f "$RUN/input.sock" "$RUN/input.fifo"
-	"$BIN/vhost-user-input" -s "$RUN/input.sock" --synthetic "$RUN/input.fifo" -l warn >>"$LOG" 2>&1 &
+	"$BIN/vhost-user-input" -s "$RUN/input.sock" --synthetic "$RUN/input.fifo" -l warn "$@" >>"$LOG" 2>&1 &
 	BACKEND_PID=$!
 	wait_socket "$RUN/input.sock" "$BACKEND_PID" || return 1
 	poll_until 10 "[[ -p $RUN/input.fifo ]]" || { echo "vhost-user-input created no FIFO"; return 1; }
@@ -283,6 +298,8 @@ teardown_vl-input() {
 	vl_teardown
 	poll_until 10 "! input_node"
 }
+setup_vl-input-poll() { setup_vl-input --poll-us="$POLL_US"; }
+teardown_vl-input-poll() { teardown_vl-input; }
 
 setup_uinput() {
 	modprobe_once evdev uinput || { echo "modprobe evdev uinput failed"; return 1; }
@@ -411,7 +428,7 @@ run_rng() { # round contender
 
 run_input() { # round contender
 	local file=$RAW/r$1-$2-input.json args=(uinput)
-	[[ $2 == vl-input ]] && args=(fifo --fifo "$RUN/input.fifo" --device "$DEV")
+	[[ $2 == vl-input* ]] && args=(fifo --fifo "$RUN/input.fifo" --device "$DEV")
 	if timeout -k 10 120 "$BIN/vinput-latency" "${args[@]}" --events "$INPUT_EVENTS" --json >"$file" 2>"$file.err"; then
 		record input "$1" "$2" "${file#"$OUT"/}"
 		say "  $2 event latency: $(sed -E 's/.*"p50_us":([0-9.]+),"p99_us":([0-9.]+).*/p50 \1 us, p99 \2 us/' "$file")"
@@ -441,6 +458,7 @@ record info rng_command "vl-read-rate DEVICE $RNG_SECONDS 65536"
 record info input_command "vinput-latency {uinput | fifo --fifo FIFO --device /dev/input/eventN} --events $INPUT_EVENTS --json"
 record info contenders "$CONTENDERS"
 record info setup_vl-blk "vhost-user-blk -s SOCK -b $IMG --num-queues=1 --direct; virtio-loopback-adapter -s SOCK -d blk"
+record info setup_vl-blk-poll "vhost-user-blk -s SOCK -b $IMG --num-queues=1 --direct --poll-us=$POLL_US; virtio-loopback-adapter -s SOCK -d blk"
 record info setup_vl-qsd "qemu-storage-daemon --blockdev $QSD_FILE --blockdev driver=raw,node-name=disk,file=file --export type=vhost-user-blk,id=exp,node-name=disk,addr.type=unix,addr.path=SOCK,writable=on,num-queues=1; virtio-loopback-adapter -s SOCK -d blk"
 record info setup_vduse "modprobe vdpa vduse virtio_vdpa virtio_blk; qemu-storage-daemon --blockdev $QSD_FILE --blockdev driver=raw,node-name=disk,file=file --export type=vduse-blk,id=exp,node-name=disk,name=benchvduse,num-queues=1,writable=on; vdpa dev add name benchvduse mgmtdev vduse"
 record info setup_loop "losetup --direct-io=on --show -f $IMG"
@@ -448,6 +466,8 @@ record info setup_nbd "modprobe nbd; qemu-nbd -c /dev/nbd0 -f raw --cache=none -
 record info setup_null_blk "modprobe null_blk nr_devices=1"
 record info setup_vl-null "vhost-user-blk -s SOCK --null=${IMG_MIB}M --num-queues=1; virtio-loopback-adapter -s SOCK -d blk"
 record info setup_vl-input "vhost-user-input -s SOCK --synthetic FIFO; virtio-loopback-adapter -s SOCK -d input"
+record info setup_vl-input-poll "vhost-user-input -s SOCK --synthetic FIFO --poll-us=$POLL_US; virtio-loopback-adapter -s SOCK -d input"
+record info poll_us "$POLL_US"
 record info setup_uinput "modprobe uinput (vinput-latency creates the device)"
 record info setup_vl-rng "vhost-user-rng -s SOCK; virtio-loopback-adapter -s SOCK -d rng"
 
@@ -462,6 +482,23 @@ for p in fio qemu-storage-daemon qemu-nbd vdpa losetup "$BIN/virtio-loopback-ada
 	command -v "$p" >/dev/null && "$p" --help >/dev/null 2>&1
 done
 
+# What starting a program costs here (fork, exec, dynamic linking: a large
+# share of every set-up time under emulation): the median of 7 starts.
+exec_us() { # program args...
+	local i t0 t1 times=()
+	for ((i = 0; i < 7; i++)); do
+		t0=${EPOCHREALTIME/./} # not $(now_us): no fork of our own in the time
+		"$@" >/dev/null 2>&1
+		t1=${EPOCHREALTIME/./}
+		times+=($((t1 - t0)))
+	done
+	printf '%s\n' "${times[@]}" | sort -n | sed -n 4p
+}
+record info exec_us_adapter "$(exec_us "$BIN/virtio-loopback-adapter" --version)"
+record info exec_us_losetup "$(exec_us losetup --version)"
+command -v vdpa >/dev/null && record info exec_us_vdpa "$(exec_us vdpa --version)"
+record info exec_us_true "$(exec_us /bin/true)"
+
 read -ra LIST <<<"$CONTENDERS"
 n=${#LIST[@]}
 mount -t debugfs none /sys/kernel/debug 2>/dev/null || :
@@ -472,7 +509,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
 		LOG=$LOGS/r$round-$c.log
 		: >"$LOG"
 		say "round $round/$ROUNDS [$((i + 1))/$n] $c: set up"
-		DEV="" SETUP_US=""
+		DEV="" SETUP_US="" SETUP_STEPS=""
 		# Not in $(...): the set-up's PIDs and variables must stay in this
 		# shell for the teardown, so its reason comes back through a file.
 		"setup_$c" >"$RUN/reason" 2>>"$LOG"
@@ -491,9 +528,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
 		fi
 		record ok "$round" "$c"
 		[[ -n $SETUP_US ]] && record setup "$round" "$c" "$SETUP_US"
+		[[ -n $SETUP_STEPS ]] && record setup_steps "$round" "$c" "$SETUP_STEPS"
 		say "  $c: $DEV${SETUP_US:+, set up in $((SETUP_US / 1000)) ms}"
 		case $c in
-		vl-input | uinput) run_input "$round" "$c" ;;
+		vl-input | vl-input-poll | uinput) run_input "$round" "$c" ;;
 		vl-rng | urandom) run_rng "$round" "$c" ;;
 		*)
 			for w in $FIO_ORDER; do run_fio "$round" "$c" "$w"; done

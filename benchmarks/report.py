@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: Apache-2.0
-"""Turns one `make bench` run into results: raw numbers (JSON), a Markdown
-table of medians and ratios, and a plot (SVG, drawn by gnuplot).
+"""Turns one `make bench` run into results: raw numbers (JSON), Markdown
+tables of medians and ratios with the project's goals checked against
+them, and a plot (SVG, drawn by gnuplot).
 
     report.py RUN_DIR OUT_DIR
 
@@ -12,7 +13,9 @@ from those files; nothing is assumed. Only the Python standard library is
 used (Debian's /usr/bin/python3)."""
 
 import json
+import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -23,6 +26,7 @@ import tempfile
 # ---------------------------------------------------------------------------
 BLK = [
     ("vl-blk", "virtio-loopback + vhost-user-blk (ours)"),
+    ("vl-blk-poll", "virtio-loopback + vhost-user-blk --poll-us (ours, busy-polling)"),
     ("vl-qsd", "virtio-loopback + qemu-storage-daemon"),
     ("vduse", "VDUSE + qemu-storage-daemon"),
     ("loop", "loop, direct I/O"),
@@ -32,6 +36,7 @@ BLK = [
 ]
 INPUT = [
     ("vl-input", "virtio-loopback + vhost-user-input (FIFO)"),
+    ("vl-input-poll", "virtio-loopback + vhost-user-input --poll-us (FIFO, busy-polling)"),
     ("uinput", "uinput (kernel only)"),
 ]
 RNG = [
@@ -55,6 +60,78 @@ IOPS_WORKLOADS = ["randread-4k-qd1", "randread-4k-qd32", "randwrite-4k-qd32"]
 MBPS_WORKLOADS = ["seqread-128k-qd8", "seqwrite-128k-qd8", "seqread-1m-qd4",
                   "seqwrite-1m-qd4", "dd-1m-read"]
 LABEL = dict(BLK + INPUT + RNG + HOST + FIO + [("dd-1m-read", "dd 1M read, direct")])
+PART = {**{c: "blk" for c, _ in BLK}, **{c: "input" for c, _ in INPUT},
+        **{c: "rng" for c, _ in RNG}}
+
+# The adapter's info line "set-up: back-end connected 1.2 ms, negotiated
+# 3.4 ms, device created 6.0 ms, driver probed 20.0 ms, rings handed over
+# 35.2 ms" (ms since its main() began): (words, metric). Each step is
+# looked for on its own; one missing or garbled is left out.
+SETUP_STEPS = [
+    ("back-end connected", "step_connected_ms"),
+    ("negotiated", "step_negotiated_ms"),
+    ("device created", "step_created_ms"),
+    ("driver probed", "step_probed_ms"),
+    ("rings handed over", "step_rings_ms"),
+]
+SETUP_STEP_RE = [(re.compile(r"(?<![\w-])" + re.escape(words) + r"\s+([0-9]+(?:\.[0-9]+)?)\s*ms\b"), metric)
+                 for words, metric in SETUP_STEPS]
+# The contenders that have an adapter (and so that line).
+VL_SETUP = ["vl-blk", "vl-blk-poll", "vl-qsd", "vl-null", "vl-input", "vl-input-poll", "vl-rng"]
+
+
+def parse_setup_steps(text):
+    """{metric: ms} of the steps found in an adapter's set-up line."""
+    steps = {}
+    for regex, metric in SETUP_STEP_RE:
+        m = regex.search(text)
+        if m:
+            ms = float(m.group(1))
+            if math.isfinite(ms):
+                steps[metric] = ms
+    return steps
+
+
+def info_ms(info, key):
+    """An info record in microseconds (exec_us_*) as milliseconds, or None."""
+    try:
+        v = float(info.get(key, ""))
+    except ValueError:
+        return None
+    return v / 1000.0 if math.isfinite(v) and v >= 0 else None
+
+
+# The project's goals, checked against each run's medians: ours (and its
+# busy-polling variant, if it ran) against another contender. "ratio":
+# ours / theirs must be OP X; "limit": ours itself must be OP X too.
+GOALS = [
+    {"goal": "4k rand read QD1, IOPS", "workload": "randread-4k-qd1", "metric": "iops",
+     "against": "vduse", "ratio": (">=", 1.5)},
+    {"goal": "4k rand read QD1, IOPS", "workload": "randread-4k-qd1", "metric": "iops",
+     "against": "loop", "ratio": (">=", 0.6)},
+    {"goal": "4k rand read QD32, IOPS", "workload": "randread-4k-qd32", "metric": "iops",
+     "against": "vduse", "ratio": (">=", 1.5)},
+    {"goal": "4k rand write QD32, IOPS", "workload": "randwrite-4k-qd32", "metric": "iops",
+     "against": "vduse", "ratio": (">=", 1.5)},
+    {"goal": "128k seq read QD8, MB/s", "workload": "seqread-128k-qd8", "metric": "mbps",
+     "against": "vduse", "ratio": (">=", 2.0)},
+    {"goal": "128k seq write QD8, MB/s", "workload": "seqwrite-128k-qd8", "metric": "mbps",
+     "against": "vduse", "ratio": (">=", 2.0)},
+    {"goal": "1M seq read QD4, MB/s", "workload": "seqread-1m-qd4", "metric": "mbps",
+     "against": "vduse", "ratio": (">=", 2.0)},
+    {"goal": "1M seq write QD4, MB/s", "workload": "seqwrite-1m-qd4", "metric": "mbps",
+     "against": "vduse", "ratio": (">=", 2.0)},
+    {"goal": "guest CPU per 1 MiB read (1M seq read QD4), us", "workload": "seqread-1m-qd4",
+     "metric": "guest_cpu_us_per_io", "against": "vduse", "ratio": ("<=", 0.5)},
+    {"goal": "input event latency p50, us", "part": "input", "workload": "input-latency",
+     "metric": "p50_us", "against": "uinput", "ratio": ("<=", 1.5)},
+    {"goal": "block device set-up, ms", "workload": "setup", "metric": "setup_ms",
+     "against": "vduse", "ratio": ("<", 1.0), "limit": ("<", 50.0, "ms")},
+]
+GOAL_OURS = {"blk": [("vl-blk", False), ("vl-blk-poll", True)],        # (contender, busy-polling)
+             "input": [("vl-input", False), ("vl-input-poll", True)]}
+GOAL_OPS = {">=": (lambda a, b: a >= b, "≥"), "<=": (lambda a, b: a <= b, "≤"),
+            "<": (lambda a, b: a < b, "<")}
 
 
 def read_tsv(path):
@@ -126,7 +203,9 @@ def cpu_busy(path, user_hz):
 
 
 def read_transport_counters(path):
-    """Sums of the transport's debugfs counters: kicks, interrupts, bounce and DMA-op time."""
+    """Sums of the transport's debugfs counters ("queue N KEY VALUE..." and
+    "window KEY VALUE..." lines): kicks, interrupts, maps, bytes bounced,
+    bounce and DMA-op time, ..."""
     totals = {}
     with open(path) as f:
         for line in f:
@@ -141,7 +220,9 @@ def read_transport_counters(path):
 
 
 def add_transport_counters(res, part, rnd, c, w, prefix, ios):
-    """Per-I/O kicks, interrupts and kernel copy time of a virtio-loopback run.
+    """Per-I/O kicks, interrupts, window maps, bytes bounced and kernel copy
+    time of a virtio-loopback run. Counters the kernel does not print are
+    left out (but for the first four, which older kernels printed too).
 
     The counters span fio's ramp too, while its I/O count does not: per-I/O
     figures are slightly high (by the ramp's share of the run)."""
@@ -157,84 +238,110 @@ def add_transport_counters(res, part, rnd, c, w, prefix, ios):
     res.add(part, rnd, c, w, "interrupts_per_io", delta.get("interrupts", 0) / ios)
     res.add(part, rnd, c, w, "bounce_us_per_io", delta.get("bounce_ns", 0) / 1000.0 / ios)
     res.add(part, rnd, c, w, "dma_us_per_io", delta.get("dma_ns", 0) / 1000.0 / ios)
+    for key, metric in (("maps", "maps_per_io"), ("map_failures", "map_failures_per_io"),
+                        ("page_failures", "page_failures_per_io"), ("zc_pages", "zc_pages_per_io")):
+        if key in delta:
+            res.add(part, rnd, c, w, metric, delta[key] / ios)
+    if "bytes_to_device" in delta or "bytes_from_device" in delta:
+        bounced = delta.get("bytes_to_device", 0) + delta.get("bytes_from_device", 0)
+        res.add(part, rnd, c, w, "bounce_kib_per_io", bounced / ios / 1024.0)
+    if "pages" in after:  # a level (bounce pages allocated so far), not a count of events
+        res.add(part, rnd, c, w, "bounce_pages", after["pages"])
 
 
 def collect_guest(res, gdir):
-    user_hz = 100.0
-    for rec in read_tsv(os.path.join(gdir, "records.tsv")):
+    records = read_tsv(os.path.join(gdir, "records.tsv"))
+    for rec in records:
         if rec[0] == "info" and len(rec) >= 3:
             res.info[rec[1]] = rec[2]
-    user_hz = float(res.info.get("user_hz", user_hz))
-    for rec in read_tsv(os.path.join(gdir, "records.tsv")):
-        kind = rec[0]
-        if kind == "info":
+    try:
+        user_hz = float(res.info.get("user_hz", "100"))
+    except ValueError:
+        user_hz = 100.0
+    for rec in records:
+        if rec[0] == "info":
             continue
-        rnd, c = rec[1], rec[2]
-        part = ("blk" if c in dict(BLK) else "input" if c in dict(INPUT)
-                else "rng" if c in dict(RNG) else "other")
-        if kind == "ok":
-            res.ok.setdefault((part, c), set()).add(int(rnd))
-        elif kind == "skip":
-            res.skipped[(part, c)] = rec[3]
-        elif kind == "fail":
+        try:
+            collect_guest_record(res, gdir, rec, user_hz)
+        except (IndexError, ValueError, KeyError, TypeError, ZeroDivisionError, OSError) as e:
+            # A record cut short (the guest stopped while writing it) or
+            # malformed: said under "Failures and skips", never a crash.
+            res.failures.append({"part": "guest", "round": int(rec[1]) if rec[1:2] and rec[1].isdigit() else 0,
+                                 "contender": rec[2] if len(rec) > 2 else "?", "what": "records.tsv",
+                                 "reason": f"unreadable record {chr(9).join(rec)[:200]!r}: {e!r}"})
+
+
+def collect_guest_record(res, gdir, rec, user_hz):
+    """One record of guest/records.tsv (the format is at the top of guest.sh)."""
+    kind = rec[0]
+    rnd, c = rec[1], rec[2]
+    part = PART.get(c, "other")
+    if kind == "ok":
+        res.ok.setdefault((part, c), set()).add(int(rnd))
+    elif kind == "skip":
+        res.skipped[(part, c)] = rec[3]
+    elif kind == "fail":
+        res.failures.append({"part": part, "round": int(rnd), "contender": c,
+                             "what": rec[3], "reason": rec[4] if len(rec) > 4 else ""})
+    elif kind == "setup":
+        res.add(part, rnd, c, "setup", "setup_ms", int(rec[3]) / 1000.0)
+    elif kind == "setup_steps":
+        for metric, ms in parse_setup_steps("\t".join(rec[3:])).items():
+            res.add(part, rnd, c, "setup", metric, ms)
+    elif kind == "bytes":
+        nbytes, secs = int(rec[4]), float(rec[5])
+        if secs > 0:
+            res.add(part, rnd, c, rec[3], "mbps", nbytes / secs / 1e6)
+    elif kind == "fio":
+        w = rec[3]
+        try:
+            job = load_json(os.path.join(gdir, rec[4]))["jobs"][0]
+        except (OSError, ValueError, KeyError, IndexError) as e:
             res.failures.append({"part": part, "round": int(rnd), "contender": c,
-                                 "what": rec[3], "reason": rec[4] if len(rec) > 4 else ""})
-        elif kind == "setup":
-            res.add(part, rnd, c, "setup", "setup_ms", int(rec[3]) / 1000.0)
-        elif kind == "bytes":
-            nbytes, secs = int(rec[4]), float(rec[5])
-            if secs > 0:
-                res.add(part, rnd, c, rec[3], "mbps", nbytes / secs / 1e6)
-        elif kind == "fio":
-            w = rec[3]
-            try:
-                job = load_json(os.path.join(gdir, rec[4]))["jobs"][0]
-            except (OSError, ValueError, KeyError, IndexError) as e:
-                res.failures.append({"part": part, "round": int(rnd), "contender": c,
-                                     "what": w, "reason": f"unreadable fio output: {e}"})
-                continue
-            if job.get("error"):
-                res.failures.append({"part": part, "round": int(rnd), "contender": c,
-                                     "what": w, "reason": f"fio job error {job['error']}"})
-                continue
-            d = job["write"] if "write" in w else job["read"]
-            ios = job["read"]["total_ios"] + job["write"]["total_ios"]
-            res.add(part, rnd, c, w, "iops", d["iops"])
-            res.add(part, rnd, c, w, "mbps", d["bw_bytes"] / 1e6)
-            pct = d.get("clat_ns", {}).get("percentile", {})
-            if "50.000000" in pct:
-                res.add(part, rnd, c, w, "clat_p50_us", pct["50.000000"] / 1000.0)
-            if "99.000000" in pct:
-                res.add(part, rnd, c, w, "clat_p99_us", pct["99.000000"] / 1000.0)
-            if ios > 0:
-                cpu_s = (job["usr_cpu"] + job["sys_cpu"]) / 100.0 * job["job_runtime"] / 1000.0
-                res.add(part, rnd, c, w, "fio_cpu_us_per_io", cpu_s * 1e6 / ios)
-            if len(rec) > 6:
-                add_transport_counters(res, part, rnd, c, w, os.path.join(gdir, rec[6]), ios)
-            cpu_file = os.path.join(gdir, rec[5])
-            if os.path.exists(cpu_file) and d["iops"] > 0:
-                busy = cpu_busy(cpu_file, user_hz)
-                if busy:
-                    res.add(part, rnd, c, w, "guest_cpu_us_per_io",
-                            busy[0] * 1e6 / (d["iops"] * busy[1]))
-        elif kind == "input":
-            try:
-                j = load_json(os.path.join(gdir, rec[3]))
-            except (OSError, ValueError) as e:
-                res.failures.append({"part": part, "round": int(rnd), "contender": c,
-                                     "what": "input-latency", "reason": str(e)})
-                continue
-            for k in ("p50_us", "p99_us", "kernel_p50_us", "lost"):
-                res.add(part, rnd, c, "input-latency", k, j.get(k))
-        elif kind == "rng":
-            try:
-                j = load_json(os.path.join(gdir, rec[3]))
-            except (OSError, ValueError) as e:
-                res.failures.append({"part": part, "round": int(rnd), "contender": c,
-                                     "what": "rng-read", "reason": str(e)})
-                continue
-            res.add(part, rnd, c, "rng-read", "mbps", j["mbps"])
-            res.add(part, rnd, c, "rng-read", "longest_read_ms", j["longest_read_ms"])
+                                 "what": w, "reason": f"unreadable fio output: {e}"})
+            return
+        if job.get("error"):
+            res.failures.append({"part": part, "round": int(rnd), "contender": c,
+                                 "what": w, "reason": f"fio job error {job['error']}"})
+            return
+        d = job["write"] if "write" in w else job["read"]
+        ios = job["read"]["total_ios"] + job["write"]["total_ios"]
+        res.add(part, rnd, c, w, "iops", d["iops"])
+        res.add(part, rnd, c, w, "mbps", d["bw_bytes"] / 1e6)
+        pct = d.get("clat_ns", {}).get("percentile", {})
+        if "50.000000" in pct:
+            res.add(part, rnd, c, w, "clat_p50_us", pct["50.000000"] / 1000.0)
+        if "99.000000" in pct:
+            res.add(part, rnd, c, w, "clat_p99_us", pct["99.000000"] / 1000.0)
+        if ios > 0:
+            cpu_s = (job["usr_cpu"] + job["sys_cpu"]) / 100.0 * job["job_runtime"] / 1000.0
+            res.add(part, rnd, c, w, "fio_cpu_us_per_io", cpu_s * 1e6 / ios)
+        if len(rec) > 6:
+            add_transport_counters(res, part, rnd, c, w, os.path.join(gdir, rec[6]), ios)
+        cpu_file = os.path.join(gdir, rec[5])
+        if os.path.exists(cpu_file) and d["iops"] > 0:
+            busy = cpu_busy(cpu_file, user_hz)
+            if busy:
+                res.add(part, rnd, c, w, "guest_cpu_us_per_io",
+                        busy[0] * 1e6 / (d["iops"] * busy[1]))
+    elif kind == "input":
+        try:
+            j = load_json(os.path.join(gdir, rec[3]))
+        except (OSError, ValueError) as e:
+            res.failures.append({"part": part, "round": int(rnd), "contender": c,
+                                 "what": "input-latency", "reason": str(e)})
+            return
+        for k in ("p50_us", "p99_us", "kernel_p50_us", "lost"):
+            res.add(part, rnd, c, "input-latency", k, j.get(k))
+    elif kind == "rng":
+        try:
+            j = load_json(os.path.join(gdir, rec[3]))
+        except (OSError, ValueError) as e:
+            res.failures.append({"part": part, "round": int(rnd), "contender": c,
+                                 "what": "rng-read", "reason": str(e)})
+            return
+        res.add(part, rnd, c, "rng-read", "mbps", j["mbps"])
+        res.add(part, rnd, c, "rng-read", "longest_read_ms", j["longest_read_ms"])
 
 
 def collect_host(res, hdir):
@@ -293,34 +400,45 @@ def fmt_ratio(r):
 
 
 class Table:
+    """Rows of contenders, cells of medians (with the ratio to the baseline).
+    part None: each contender's own part (a table across block, input, rng)."""
     def __init__(self, res, part, contenders, baseline, rounds, not_run=None):
         self.res, self.part, self.contenders = res, part, contenders
         self.baseline, self.rounds = baseline, rounds
         self.not_run = not_run or {}  # contender -> why it was not run at all
 
+    def part_of(self, c):
+        return self.part or PART.get(c, "other")
+
     def status(self, c):
         """None if the contender ran at least once, else why not."""
+        part = self.part_of(c)
         if c in self.not_run:
             return self.not_run[c]
-        if (self.part, c) in self.res.skipped and not self.res.ok.get((self.part, c)):
-            return self.res.skipped[(self.part, c)]
-        if not self.res.ok.get((self.part, c)):
+        if (part, c) in self.res.skipped and not self.res.ok.get((part, c)):
+            return self.res.skipped[(part, c)]
+        if not self.res.ok.get((part, c)):
             reasons = [f["reason"] for f in self.res.failures
-                       if f["part"] == self.part and f["contender"] == c and f["what"] == "setup"]
+                       if f["part"] == part and f["contender"] == c and f["what"] == "setup"]
             return "FAILED to set up: " + (reasons[0] if reasons else "no record (did the run stop early?)")
         return None
 
     def cell(self, c, workload, metric):
-        v, n = self.res.median(self.part, c, workload, metric)
+        """The median (n=rounds it has, if fewer) and ratio; workload None:
+        metric is a text, the same in every row."""
+        if workload is None:
+            return metric
+        part = self.part_of(c)
+        v, n = self.res.median(part, c, workload, metric)
         if v is None:
-            failed = [f for f in self.res.failures if f["part"] == self.part
+            failed = [f for f in self.res.failures if f["part"] == part
                       and f["contender"] == c and f["what"] == workload]
             return "FAILED" if failed else "–"
         text = fmt_num(v)
         if n < self.rounds:
             text += f" (n={n})"
         if self.baseline and c != self.baseline:
-            b, _ = self.res.median(self.part, self.baseline, workload, metric)
+            b, _ = self.res.median(part, self.baseline, workload, metric)
             if b:
                 text += f" ({fmt_ratio(v / b)})"
         return text
@@ -339,6 +457,111 @@ class Table:
                 continue
             out.append(f"| {name} | " + " | ".join(self.cell(c, w, m) for _, w, m in columns) + " |")
         return "\n".join(out)
+
+
+def evaluate_goals(res):
+    """GOALS against this run's medians: one dict per goal and contender of
+    ours (the busy-polling variant only if it has data); "met" is True,
+    False, or None when a value is missing."""
+    out = []
+    for g in GOALS:
+        part, w, m, other = g.get("part", "blk"), g["workload"], g["metric"], g["against"]
+        o, on = res.median(part, other, w, m)
+        for c, polling in GOAL_OURS[part]:
+            if polling and not any(r["contender"] == c for r in res.rows):
+                continue
+            v, n = res.median(part, c, w, m)
+            ratio = v / o if v is not None and o else None
+            op, x = g["ratio"]
+            checks = [None if ratio is None else GOAL_OPS[op][0](ratio, x)]
+            target = f"{GOAL_OPS[op][1]} {fmt_ratio(x)}"
+            limit = None
+            if "limit" in g:
+                lop, lx, unit = g["limit"]
+                limit = {"op": lop, "value": lx, "unit": unit}
+                checks.insert(0, None if v is None else GOAL_OPS[lop][0](v, lx))
+                target = f"{GOAL_OPS[lop][1]} {fmt_num(lx)} {unit} and {target}"
+            met = False if False in checks else None if None in checks else True
+            out.append({"goal": g["goal"], "part": part, "workload": w, "metric": m,
+                        "contender": c, "busy_polling": polling, "value": v, "rounds": n,
+                        "against": other, "against_value": o, "against_rounds": on,
+                        "ratio": ratio, "target_ratio": {"op": op, "value": x}, "target_limit": limit,
+                        "target": target, "met": met})
+    return out
+
+
+def render_goals(res, rounds, not_run):
+    """The goals table, from evaluate_goals."""
+    t = Table(res, None, [], None, rounds, not_run)
+
+    def value(c, part, w, m):
+        if res.median(part, c, w, m)[0] is None and t.status(c):
+            return t.status(c).split(":")[0]  # the reason is under "Failures and skips"
+        return t.cell(c, w, m)
+
+    out = ["| goal | contender | value | compared with | its value | ratio | target | met? |",
+           "| --- | --- | ---: | --- | ---: | ---: | --- | --- |"]
+    for r in evaluate_goals(res):
+        met = {True: "met", False: "not met", None: "– (no data)"}[r["met"]]
+        out.append(f"| {r['goal']} | {LABEL.get(r['contender'], r['contender'])} | "
+                   f"{value(r['contender'], r['part'], r['workload'], r['metric'])} | "
+                   f"{LABEL.get(r['against'], r['against'])} | "
+                   f"{value(r['against'], r['part'], r['workload'], r['metric'])} | "
+                   f"{fmt_ratio(r['ratio']) if r['ratio'] is not None else '–'} | {r['target']} | {met} |")
+    return "\n".join(out)
+
+
+def render_setup_steps(res, rounds):
+    """The section on where the adapter's set-up time goes, or "" if the
+    run has nothing for it (no step of any contender, no program start)."""
+    info = res.info
+    start_ms = info_ms(info, "exec_us_adapter")
+    ids = [c for c in VL_SETUP
+           if any(r["contender"] == c and r["workload"] == "setup" for r in res.rows)]
+    has_steps = any(res.values(PART[c], c, "setup", m) for c in ids for _, m in SETUP_STEPS)
+    if not ids or not (has_steps or start_ms is not None):
+        return ""
+    L = ["## Set-up, step by step (ms)", ""]
+    L.append("The virtio-loopback contenders' set-up, from the adapter's info line (`set-up: back-end "
+             "connected … ms, …`): each step's end in ms since the adapter's main() began; "
+             "*rings handed over* may come after the node is there, as the driver's probe does not "
+             "wait for it. *process start* is not in that line: it is measured separately, once per "
+             "run, as the median of 7 starts of `virtio-loopback-adapter --version` (fork, exec, "
+             "dynamic linking, exit), so it is the same in every row. *node/driver ready (total)* is "
+             "the set-up time of the tables above (from starting the adapter until the block device, "
+             "the evdev node, or virtio_rng as the current hwrng is there).")
+    L.append("")
+    t = Table(res, None, ids, None, rounds)
+    cols = [("process start", None, fmt_num(start_ms))]
+    cols += [(words, "setup", metric) for words, metric in SETUP_STEPS]
+    cols.append(("node/driver ready (total)", "setup", "setup_ms"))
+    L.append(t.render(cols))
+    L.append("")
+    starts = []
+    for key, what, c in [("exec_us_true", "`/bin/true`", None),
+                         ("exec_us_losetup", "`losetup --version`", "loop"),
+                         ("exec_us_vdpa", "`vdpa --version`", "vduse")]:
+        ms = info_ms(info, key)
+        if ms is None:
+            continue
+        text = f"{what} {fmt_num(ms)} ms"
+        total, _ = res.median("blk", c, "setup", "setup_ms") if c else (None, 0)
+        if total:
+            text += f" ({100 * ms / total:.0f}% of `{c}`'s set-up, {fmt_num(total)} ms)"
+        starts.append(text)
+    if starts:
+        L.append("Starting a program, measured the same way (median of 7 starts): " + "; ".join(starts) +
+                 ". That much of every contender's set-up (loop's `losetup`, VDUSE's `vdpa dev add`, "
+                 "our adapter) is only starting a program under emulation.")
+        L.append("")
+    return "\n".join(L)
+
+
+def workload_columns(workloads, metrics):
+    """Table columns, metrics (header, metric) for each workload in turn; a
+    workload's first header is prefixed with its name."""
+    return [((f"{LABEL[w]}: {h}" if i == 0 else h), w, m)
+            for w in workloads for i, (h, m) in enumerate(metrics)]
 
 
 def pick_baseline(res, part, preferred):
@@ -378,6 +601,9 @@ def markdown(res, run, rounds, plot_name):
                           f"`aio={info.get('qemu_aio', '?')}`; our vhost-user-blk `--direct` (io_uring)"),
         ("fio", f"{info.get('fio_version', '?')}, {info.get('runtime', '?')} s per workload after "
                 f"{info.get('ramp_ms', '?')} ms ramp"),
+        *([("busy-polling", f"the *busy-polling* contenders' back-ends run with `--poll-us={info['poll_us']}`: "
+                            "after the last request a queue's thread keeps looking for work that long "
+                            "before it sleeps (a CPU kept busy meanwhile)")] if "poll_us" in info else []),
         ("run time", f"{run.get('total_seconds', '?')} s in all (after the build): "
                      f"host-side {run.get('host_seconds', '?')} s, guest {run.get('vm_seconds', '?')} s "
                      f"(vm-run exit status {run.get('vm_status', '?')})"),
@@ -405,6 +631,16 @@ def markdown(res, run, rounds, plot_name):
         guest_not_run = {}
     host_not_run = ({c: "not run (--no-host)" for c, _ in HOST}
                     if run.get("host_seconds") == "skipped" else {})
+
+    # Goals
+    L.append("## Goals")
+    L.append("")
+    L.append("The project's goals, checked against this run's medians: *ratio* is the contender's "
+             "median divided by the one it is compared with. The busy-polling variants (if they ran) "
+             "get rows of their own beside the default back-ends; they buy latency with a busy CPU.")
+    L.append("")
+    L.append(render_goals(res, rounds, guest_not_run))
+    L.append("")
 
     # Block devices
     blk_ids = [c for c, _ in BLK]
@@ -436,11 +672,9 @@ def markdown(res, run, rounds, plot_name):
              "back-ends too) in the steady state of the run, from /proc/stat, divided by the I/Os; "
              "*fio*: fio's own usr+sys from its JSON (misses the back-end and kernel threads).")
     L.append("")
-    cols = []
-    for w in ["randread-4k-qd1", "randread-4k-qd32", "randwrite-4k-qd32", "seqread-1m-qd4"]:
-        cols.append((f"{LABEL[w]}: guest", w, "guest_cpu_us_per_io"))
-        cols.append(("fio", w, "fio_cpu_us_per_io"))
-    L.append(t.render(cols))
+    L.append(t.render(workload_columns(
+        ["randread-4k-qd1", "randread-4k-qd32", "randwrite-4k-qd32", "seqread-1m-qd4"],
+        [("guest", "guest_cpu_us_per_io"), ("fio", "fio_cpu_us_per_io")])))
     L.append("")
     vl_ids = [c for c in blk_ids if c.startswith("vl-")]
     if any(res.values("blk", c, "randread-4k-qd1", "kicks_per_io") for c in vl_ids):
@@ -453,14 +687,35 @@ def markdown(res, run, rounds, plot_name):
                  "count does not, so per-I/O figures run a little high.")
         L.append("")
         vt = Table(res, "blk", vl_ids, base, rounds, guest_not_run)
-        vcols = []
-        for w in ["randread-4k-qd1", "randread-4k-qd32", "seqread-1m-qd4"]:
-            vcols.append((f"{LABEL[w]}: kicks", w, "kicks_per_io"))
-            vcols.append(("interrupts", w, "interrupts_per_io"))
-            vcols.append(("DMA us", w, "dma_us_per_io"))
-            vcols.append(("copy us", w, "bounce_us_per_io"))
-        L.append(vt.render(vcols))
+        vl_workloads = ["randread-4k-qd1", "randread-4k-qd32", "seqread-1m-qd4"]
+        L.append(vt.render(workload_columns(vl_workloads, [
+            ("kicks", "kicks_per_io"), ("interrupts", "interrupts_per_io"),
+            ("DMA us", "dma_us_per_io"), ("copy us", "bounce_us_per_io")])))
         L.append("")
+
+        def seen(metric, nonzero=False):
+            """Whether any run has the metric (a nonzero value of it)."""
+            return any(v != 0 or not nonzero for c in vl_ids for w in vl_workloads
+                       for v in res.values("blk", c, w, metric))
+        if seen("maps_per_io") or seen("bounce_kib_per_io"):
+            window = [("maps", "maps_per_io"), ("bounced KiB", "bounce_kib_per_io")]
+            notes = ["*maps*: DMA mappings into the window (virtio-blk maps each segment of a "
+                     "request), *bounced KiB*: bytes copied through the window both ways, in KiB"]
+            if seen("map_failures_per_io", nonzero=True):
+                window.append(("map failures", "map_failures_per_io"))
+                notes.append("*map failures*: mappings the window refused (no free range in it, or one too large)")
+            if seen("page_failures_per_io", nonzero=True):
+                window.append(("page failures", "page_failures_per_io"))
+                notes.append("*page failures*: bounce pages that could not be allocated")
+            if seen("zc_pages_per_io"):
+                window.append(("zero-copy pages", "zc_pages_per_io"))
+                notes.append("*zero-copy pages*: pages the back-end reached without a bounce copy "
+                             "(the transport's `zc_pages` counter)")
+            L.append("The window, per I/O: " + "; ".join(notes) + ". The bounce pages allocated "
+                     "so far (a level, not per I/O) are in results.json as `bounce_pages`.")
+            L.append("")
+            L.append(vt.render(workload_columns(vl_workloads, window)))
+            L.append("")
     L.append("### Set-up time (ms)")
     L.append("")
     L.append("From starting the set-up command (virtio-loopback-adapter with the back-end already "
@@ -494,6 +749,11 @@ def markdown(res, run, rounds, plot_name):
     L.append(tr.render([("MB/s", "rng-read", "mbps"), ("longest read (ms)", "rng-read", "longest_read_ms"),
                         ("set-up (ms)", "setup", "setup_ms")]))
     L.append("")
+
+    # Set-up, step by step
+    steps_md = render_setup_steps(res, rounds)
+    if steps_md:
+        L.append(steps_md)
 
     # Host
     L.append("## Host side, no kernel: vhost-user-blk back-ends driven by the user-space test driver")
@@ -657,6 +917,9 @@ def plot(res, run, rounds, path):
 
 
 def main():
+    if len(sys.argv) == 2 and sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return
     if len(sys.argv) != 3:
         sys.exit("usage: report.py RUN_DIR OUT_DIR")
     run_dir, out_dir = sys.argv[1], sys.argv[2]
@@ -692,6 +955,7 @@ def main():
         "skipped": [{"part": p, "contender": c, "reason": why} for (p, c), why in res.skipped.items()],
         "failures": res.failures,
         "medians": medians,
+        "goals": evaluate_goals(res),
         "values": res.rows,
     }
     with open(os.path.join(out_dir, "results.json"), "w", encoding="utf-8") as f:
