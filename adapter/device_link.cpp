@@ -287,6 +287,7 @@ void DeviceLink::remove_device()
     loop_.unwatch(control_->fd());
     control_.reset(); // the kernel fails what is pending and removes it
     timeline_reported_ = false;
+    rings_due_ = false;
     window_ = {};
     kicks_.clear();
     calls_.clear();
@@ -322,6 +323,14 @@ Status DeviceLink::answer_messages()
             log_.error("{}: {}", loopback::describe_message(*msg), handled.error().message());
         int result = handled.ok() ? 0 : -(handled.error().code() ? handled.error().code() : EIO);
         VL_TRY(control_->reply(msg->id, result));
+        // After the reply to DRIVER_OK: the driver goes on probing (adding
+        // the disk, ...) while the back-end is programmed; its first
+        // requests wait in the ring until then. A failure now removes the
+        // device (its requests fail) and it is created again.
+        if (std::exchange(rings_due_, false)) {
+            if (Status started = start_rings(false); !started.ok())
+                return started.error().wrap("handing the rings to the back-end");
+        }
     }
 }
 
@@ -358,7 +367,8 @@ Status DeviceLink::on_status(std::uint32_t status, std::uint64_t driver_features
             log_.info("driver ready while the back-end is away: rings start when it returns");
             return ok_status();
         }
-        return start_rings(false);
+        rings_due_ = true; // once the kernel has its answer
+        return ok_status();
     }
     return ok_status();
 }

@@ -146,6 +146,7 @@ private:
     std::uint64_t offered_features_ = 0; // what the kernel device offers
     std::uint64_t driver_features_ = 0;  // what its driver accepted
     bool driver_ok_ = false;
+    bool rings_due_ = false; // DRIVER_OK answered: start the rings next
     bool rings_started_ = false;
     SetupTimeline timeline_;
     bool timeline_reported_ = false; // for this kernel device

@@ -443,16 +443,19 @@ class BlkDevice::Queue
 
 Status BlkDevice::Queue::start()
 {
-    // At most one operation per request is in flight, so as many slots as
-    // ring entries caps the operations in flight by the ring's size.
-    const auto count = std::min(ctx_.queue().size(), kMaxInFlight);
+    // uring: at most one operation per request is in flight, so as many
+    // slots as ring entries caps the operations in flight by the ring's
+    // size. sync: each request is answered before the next is taken, so
+    // one slot is all it uses (a queue starts sooner without 255 more:
+    // this runs before the ring serves its first request).
+    const bool sync = dev_.io_engine_ == IoEngine::sync;
+    const auto count = sync ? 1U : std::min(ctx_.queue().size(), kMaxInFlight);
+    // A slot's vectors grow on its first requests and keep their capacity.
     slots_.resize(count);
-    for (Slot& slot : slots_)
-        slot.iov.reserve(std::min<std::size_t>(dev_.queue_size_, 64));
     free_.reserve(count);
     for (std::uint32_t i = count; i-- > 0;)
         free_.push_back(static_cast<std::uint16_t>(i));
-    if (dev_.io_engine_ == IoEngine::sync) {
+    if (sync) {
         // One operation per slot: never more results than this.
         done_.reserve(count);
         return ok_status();
