@@ -598,7 +598,7 @@ def markdown(res, run, rounds, plot_name):
                    "every round), runs all its workloads, tears it down"),
         ("backing store", "one 256 MiB file in the guest's tmpfs (/tmp) for every block contender; "
                           f"one queue each; qemu-storage-daemon and qemu-nbd use `cache.direct=on`/`--cache=none`, "
-                          f"`aio={info.get('qemu_aio', '?')}`; our vhost-user-blk `--direct` (io_uring)"),
+                          f"`aio={info.get('qemu_aio', '?')}`; our vhost-user-blk `--direct` (`--io=auto`: on tmpfs its queue thread does the I/O itself)"),
         ("fio", f"{info.get('fio_version', '?')}, {info.get('runtime', '?')} s per workload after "
                 f"{info.get('ramp_ms', '?')} ms ramp"),
         *([("busy-polling", f"the *busy-polling* contenders' back-ends run with `--poll-us={info['poll_us']}`: "
