@@ -406,7 +406,11 @@ Status DeviceLink::refresh_config(bool notify)
 
 Status DeviceLink::start_rings(bool resume)
 {
+    // The kernel mediates the rings: the back-end's view uses EVENT_IDX
+    // whenever the device offered it, whatever the driver took (the driver
+    // never gets it; docs/uapi.md, "Mediated rings").
     std::uint64_t features = (driver_features_ & ~bit(kFeatureAccessPlatform)) |
+                             (offered_features_ & bit(virtq::kFeatureEventIdx)) |
                              (backend_features_ & vu::kFeatureProtocolFeatures);
     VL_TRY(backend_->set_features(features));
 

@@ -28,14 +28,12 @@
 #include <linux/spinlock.h>
 #include <linux/virtio.h>
 #include <linux/virtio_loopback.h>
+#include <linux/virtio_ring.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 
 struct gen_pool;
 struct mem_cgroup;
-struct vring_desc;
-struct vring_avail;
-struct vring_used;
 
 /* One page of a window's bounce zone (vl_window.c). */
 struct vl_slot {
@@ -92,12 +90,15 @@ struct vl_window {
 	struct page *sink;		/* mapped in place of revoked pages */
 	struct rw_semaphore revoke_lock; /* protects revoked against faults */
 	bool revoked;
-	/* Ranges user space may read but not write: the rings' driver parts. */
+	/*
+	 * Ranges user space may read but not write: per queue, the driver's
+	 * vring and the device's available ring (VL_PROTECT_*).
+	 */
 	spinlock_t protect_lock;	/* protects protected[] */
 	struct {
 		u64 start;
 		u64 end;
-	} protected[VIRTIO_LOOPBACK_MAX_QUEUES];
+	} protected[2 * VIRTIO_LOOPBACK_MAX_QUEUES];
 };
 
 /* One virtqueue of a device: its ring and its doorbells. */
@@ -111,9 +112,18 @@ struct vl_queue {
 	 */
 	struct virtqueue *vq;
 	unsigned int num;
-	struct vring_desc *desc;	/* rings, in the window */
+	/* The driver's vring, in the window, read-only to user space. */
+	struct vring_desc *desc;
 	struct vring_avail *avail;
 	struct vring_used *used;
+	/*
+	 * The device's view of the rings (vl_queue.c, "mediated rings"): an
+	 * available ring only the kernel writes and a used ring only the
+	 * back-end writes, one allocation in the window at dev_rings_iova.
+	 */
+	struct vring_avail *dev_avail;
+	struct vring_used *dev_used;
+	u64 dev_rings_iova;
 
 	/* Kick: signalled by vl_notify(); RCU so notify never sleeps. */
 	struct eventfd_ctx __rcu *kick;
@@ -133,6 +143,7 @@ struct vl_queue {
 	struct {
 		atomic_long_t kicks;		/* kick eventfd signalled */
 		atomic_long_t kicks_deferred;	/* ... from the workqueue */
+		atomic_long_t kicks_suppressed;	/* device asked for none */
 		atomic_long_t interrupts;	/* vring interrupts run */
 		atomic_long_t irqs_deferred;	/* ... from the workqueue */
 		atomic_long_t irqs_withheld;	/* bad used entries seen */
@@ -151,6 +162,27 @@ struct vl_queue {
 	bool bad_used;			/* used_seen points at a bad entry */
 	u32 bad_head;
 };
+
+/* Slots of vl_window_protect(), two per queue. */
+#define VL_PROTECT_VRING(index)		(2 * (index))
+#define VL_PROTECT_DEV_AVAIL(index)	(2 * (index) + 1)
+
+/*
+ * Bytes of the device's view of one queue's rings (vl_queue.c): its
+ * available ring with used_event, and its used ring with avail_event, each
+ * on pages of its own so that they can be protected apart.
+ */
+static inline size_t vl_device_rings_avail_size(unsigned int num)
+{
+	return PAGE_ALIGN(sizeof(__virtio16) * (3 + num));
+}
+
+static inline size_t vl_device_rings_size(unsigned int num)
+{
+	return vl_device_rings_avail_size(num) +
+	       PAGE_ALIGN(sizeof(__virtio16) * 3 +
+			  sizeof(struct vring_used_elem) * num);
+}
 
 #define VL_QUEUE_KICK_PENDING	0	/* notified while no kick eventfd */
 #define VL_QUEUE_KICK_DEFERRED	1	/* kick_work queued */
@@ -238,6 +270,9 @@ struct vl_window *vl_window_create(size_t size, u32 num_queues,
 void vl_window_put(struct vl_window *win);
 void vl_window_revoke(struct vl_window *win);
 void *vl_window_coherent_ptr(struct vl_window *win, u64 iova, size_t len);
+void *vl_window_alloc_coherent(struct vl_window *win, size_t size, u64 *iova);
+void vl_window_free_coherent(struct vl_window *win, void *vaddr, u64 iova,
+			     size_t size);
 bool vl_window_read(struct vl_window *win, u64 iova, void *buf, size_t len);
 bool vl_window_write(struct vl_window *win, u64 iova, const void *buf,
 		     size_t len);
@@ -253,6 +288,8 @@ extern const struct dma_map_ops vl_dma_ops;
 bool vl_notify(struct virtqueue *vq);
 int vl_queue_set_fds(struct vl_queue *q, int kick_fd, int call_fd);
 void vl_queue_init(struct vl_device *vl, struct vl_queue *q, unsigned int index);
+u64 vl_queue_dev_avail_iova(struct vl_queue *q);
+u64 vl_queue_dev_used_iova(struct vl_queue *q);
 int vl_queue_attach(struct vl_queue *q, struct virtqueue *vq);
 void vl_queue_detach(struct vl_queue *q);
 void vl_queue_release_fds(struct vl_queue *q);

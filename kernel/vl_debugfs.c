@@ -21,9 +21,10 @@ static int vl_stats_show(struct seq_file *s, void *unused)
 	for (i = 0; i < vl->num_queues; i++) {
 		struct vl_queue *q = &vl->queues[i];
 
-		seq_printf(s, "queue %u kicks %ld kicks_deferred %ld interrupts %ld irqs_deferred %ld irqs_withheld %ld\n",
+		seq_printf(s, "queue %u kicks %ld kicks_deferred %ld kicks_suppressed %ld interrupts %ld irqs_deferred %ld irqs_withheld %ld\n",
 			   i, atomic_long_read(&q->stats.kicks),
 			   atomic_long_read(&q->stats.kicks_deferred),
+			   atomic_long_read(&q->stats.kicks_suppressed),
 			   atomic_long_read(&q->stats.interrupts),
 			   atomic_long_read(&q->stats.irqs_deferred),
 			   atomic_long_read(&q->stats.irqs_withheld));

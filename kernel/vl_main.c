@@ -285,8 +285,9 @@ static int vl_ioctl_get_queue(struct vl_device *vl, void __user *argp)
 		info.flags = VIRTIO_LOOPBACK_QUEUE_READY;
 		info.size = q->num;
 		info.desc = virtqueue_get_desc_addr(q->vq);
-		info.avail = virtqueue_get_avail_addr(q->vq);
-		info.used = virtqueue_get_used_addr(q->vq);
+		/* The device's view of the rings (vl_queue.c). */
+		info.avail = vl_queue_dev_avail_iova(q);
+		info.used = vl_queue_dev_used_iova(q);
 		vl_queue_progress(q, &info.outstanding, &info.avail_idx,
 				  &info.used_idx);
 	}

@@ -9,6 +9,22 @@
  * eventfd's lock held and interrupts off -- the same context a hardware
  * interrupt handler has. Neither path involves the adapter.
  *
+ * Mediated rings: the back-end never sees the driver's available and used
+ * rings. It gets a view of its own (struct vl_queue's dev_avail and
+ * dev_used): the kernel forwards each available entry into dev_avail at
+ * notify, and publishes each used entry the back-end wrote to dev_used
+ * into the driver's ring at call, after checking it. So the driver only
+ * ever reads entries the kernel vetted (a wrong head never reaches it,
+ * however the driver polls), completions become visible to the driver at a
+ * point the kernel controls, and the driver's ring memory is read-only to
+ * user space. The driver always notifies (its used ring keeps flags 0 and
+ * VIRTIO_RING_F_EVENT_IDX is not offered to it), and the kernel decides
+ * whether the back-end wants the kick: from avail_event in dev_used when
+ * the device offered EVENT_IDX at creation (the device's view then uses
+ * it, whatever the driver took), from VRING_USED_F_NO_NOTIFY otherwise.
+ * The back-end must call after every batch it completes: dev_avail keeps
+ * flags 0, and its used_event follows what the kernel published.
+ *
  * One case is deferred to a work item: a doorbell rung from inside another
  * eventfd wakeup (for example, a driver that kicks from its interrupt
  * callback while the call eventfd's lock is held). Signalling an eventfd
@@ -16,8 +32,8 @@
  * eventfd_signal_allowed() tells us.
  *
  * In-flight tracking: to fail the requests user space will never complete,
- * the transport must know which heads are outstanding. Every notify reads
- * the new avail entries and every interrupt the new used entries, counting
+ * the transport must know which heads are outstanding. Every notify
+ * forwards the new avail entries and every interrupt the new used entries, counting
  * per head how often it was made available minus how often it was used
  * (counts, not bits: a head used and made available again between two
  * snapshots is seen as add, add, use). This is exact as long as the driver does not make more than
@@ -50,46 +66,63 @@ static u16 vl_avail_idx(struct vl_queue *q)
 	return virtio16_to_cpu(&q->vl->vdev, READ_ONCE(q->avail->idx));
 }
 
-static u16 vl_used_idx(struct vl_queue *q)
+/* The back-end's used index, in its view of the rings. */
+static u16 vl_dev_used_idx(struct vl_queue *q)
 {
-	return virtio16_to_cpu(&q->vl->vdev, READ_ONCE(q->used->idx));
+	return virtio16_to_cpu(&q->vl->vdev, READ_ONCE(q->dev_used->idx));
 }
 
-/* Records the heads the driver made available since the last call. */
-static void __vl_track_avail(struct vl_queue *q)
+/* Whether the device's view of the rings uses EVENT_IDX. */
+static bool vl_dev_event_idx(struct vl_queue *q)
+{
+	return q->vl->device_features & BIT_ULL(VIRTIO_RING_F_EVENT_IDX);
+}
+
+/*
+ * Forwards the heads the driver made available since the last call to the
+ * device's available ring, counting them as outstanding.
+ */
+static void __vl_forward_avail(struct vl_queue *q)
 {
 	struct virtio_device *vdev = &q->vl->vdev;
 	u16 idx = vl_avail_idx(q), head;
 
+	if (q->avail_seen == idx)
+		return;
 	if ((u16)(idx - q->avail_seen) > q->num)
 		q->track_lost = true;
 	virtio_rmb(true);
 	for (; q->avail_seen != idx; q->avail_seen++) {
-		__virtio16 entry = READ_ONCE(q->avail->ring[q->avail_seen % q->num]);
+		unsigned int slot = q->avail_seen % q->num;
+		__virtio16 entry = READ_ONCE(q->avail->ring[slot]);
 
+		WRITE_ONCE(q->dev_avail->ring[slot], entry);
 		head = virtio16_to_cpu(vdev, entry);
 		if (head < q->num)
 			q->outstanding[head]++;
 	}
+	virtio_wmb(true);
+	WRITE_ONCE(q->dev_avail->idx, cpu_to_virtio16(vdev, idx));
 }
 
 /*
- * Forgets the heads the device has used since the last call, checking
- * each: a head beyond the ring, or one that is not outstanding (used twice,
- * never made available), would make the driver mark its queue broken and
- * strand its requests. The walk stops at the first such entry and flags it;
- * the caller then withholds the interrupt and fails the device, whose abort
- * path overwrites the bad entries. The avail side is brought up to date
- * first: a head is always made available before it is used.
+ * Publishes the entries the device added to its used ring since the last
+ * call into the driver's, checking each: a head beyond the ring, or one
+ * that is not outstanding (used twice, never made available), would make
+ * the driver mark its queue broken and strand its requests. The walk stops
+ * at the first such entry, which the driver never sees, and flags it; the
+ * caller then fails the device, whose abort path completes what is left.
+ * The avail side needs no update first: the device can only use heads
+ * vl_notify() forwarded (forwarding here would also hide new entries from
+ * the next notify's kick decision).
  */
-static void __vl_track_used(struct vl_queue *q)
+static void __vl_publish_batch(struct vl_queue *q)
 {
 	struct virtio_device *vdev = &q->vl->vdev;
-	u16 idx;
+	u16 idx, start = q->used_seen;
 	u32 head;
 
-	__vl_track_avail(q);
-	idx = vl_used_idx(q);
+	idx = vl_dev_used_idx(q);
 	/*
 	 * A device cannot complete more than a ring's worth between two
 	 * interrupts: the driver adds buffers only as it consumes them, and
@@ -102,28 +135,94 @@ static void __vl_track_used(struct vl_queue *q)
 	}
 	virtio_rmb(true);
 	for (; q->used_seen != idx; q->used_seen++) {
-		__virtio32 id = READ_ONCE(q->used->ring[q->used_seen % q->num].id);
+		unsigned int slot = q->used_seen % q->num;
+		struct vring_used_elem elem = {
+			.id = READ_ONCE(q->dev_used->ring[slot].id),
+			.len = READ_ONCE(q->dev_used->ring[slot].len),
+		};
 
-		head = virtio32_to_cpu(vdev, id);
-		if (q->track_lost)
-			continue;	/* nothing to check against */
-		if (head >= q->num || !q->outstanding[head]) {
+		head = virtio32_to_cpu(vdev, elem.id);
+		/* Without tracking, only the range can be checked. */
+		if (head >= q->num ||
+		    (!q->track_lost && !q->outstanding[head])) {
 			q->bad_used = true;
 			q->bad_head = head;
 			break;
 		}
-		q->outstanding[head]--;
+		if (!q->track_lost)
+			q->outstanding[head]--;
+		q->used->ring[slot] = elem;
+	}
+	if (q->used_seen != start) {
+		virtio_wmb(true);
+		WRITE_ONCE(q->used->idx, cpu_to_virtio16(vdev, q->used_seen));
 	}
 }
 
-static void vl_track_avail(struct vl_queue *q)
+static void __vl_publish_used(struct vl_queue *q)
+{
+	struct virtio_device *vdev = &q->vl->vdev;
+	__virtio16 *used_event = &q->dev_avail->ring[q->num];
+	unsigned int round;
+
+	/*
+	 * Bounded: a device that keeps adding as fast as we publish calls
+	 * again for what it adds after the last round.
+	 */
+	for (round = 0; round < 4; round++) {
+		__vl_publish_batch(q);
+		if (q->bad_used || !vl_dev_event_idx(q))
+			return;
+		/*
+		 * Ask for a call at the device's next completion, then look
+		 * again: an entry added before the device could see the new
+		 * used_event came without a call (pairs with the device's
+		 * barrier between adding an entry and reading used_event).
+		 */
+		WRITE_ONCE(*used_event, cpu_to_virtio16(vdev, q->used_seen));
+		smp_mb();
+		if (vl_dev_used_idx(q) == q->used_seen)
+			return;
+	}
+}
+
+/*
+ * Whether the device wants a kick for the entries [old, new) just
+ * forwarded. Pairs with the back-end's barrier between re-enabling
+ * notifications (clearing VRING_USED_F_NO_NOTIFY, or moving avail_event)
+ * and checking the avail index again: either it sees our index, or we see
+ * what it wrote.
+ */
+static bool __vl_device_wants_kick(struct vl_queue *q, u16 old, u16 new)
+{
+	struct virtio_device *vdev = &q->vl->vdev;
+
+	smp_mb();
+	if (vl_dev_event_idx(q)) {
+		u16 event = virtio16_to_cpu(vdev,
+				READ_ONCE(*(__virtio16 *)&q->dev_used->ring[q->num]));
+
+		return vring_need_event(event, new, old);
+	}
+	return !(READ_ONCE(q->dev_used->flags) &
+		 cpu_to_virtio16(vdev, VRING_USED_F_NO_NOTIFY));
+}
+
+/* Forwards new avail entries; returns whether the device wants a kick. */
+static bool vl_forward_avail(struct vl_queue *q)
 {
 	unsigned long flags;
+	bool kick = true;
+	u16 old;
 
 	spin_lock_irqsave(&q->track_lock, flags);
-	if (q->outstanding)
-		__vl_track_avail(q);
+	if (q->outstanding) {
+		old = q->avail_seen;
+		__vl_forward_avail(q);
+		kick = __vl_device_wants_kick(q, old, q->avail_seen);
+	}
 	spin_unlock_irqrestore(&q->track_lock, flags);
+	return kick;
 }
 
 /* --- kick --------------------------------------------------------------- */
@@ -180,28 +279,34 @@ static void vl_kick_work(struct work_struct *work)
 bool vl_notify(struct virtqueue *vq)
 {
 	struct vl_queue *q = vq->priv;
+	bool wanted = vl_forward_avail(q);
 
-	vl_track_avail(q);
 	if (unlikely(vl_is_dead(q->vl))) {
 		/* No device any more: fail the new requests from the worker. */
 		vl_queue_device_work(q->vl, &q->vl->abort_work);
 		return true;
 	}
-	vl_kick(q);
+	if (wanted)
+		vl_kick(q);
+	else
+		atomic_long_inc(&q->stats.kicks_suppressed);
 	return true;
 }
 
 /* --- call --------------------------------------------------------------- */
 
-/* Whether the used ring holds an entry the driver must not see. */
-static bool vl_queue_used_is_bad(struct vl_queue *q)
+/*
+ * Publishes the device's new used entries; whether it wrote one the driver
+ * must not see.
+ */
+static bool vl_queue_publish_used(struct vl_queue *q)
 {
 	unsigned long flags;
 	bool bad;
 
 	spin_lock_irqsave(&q->track_lock, flags);
 	if (q->outstanding && !q->bad_used)
-		__vl_track_used(q);
+		__vl_publish_used(q);
 	bad = q->bad_used;
 	spin_unlock_irqrestore(&q->track_lock, flags);
 	return bad;
@@ -221,8 +326,9 @@ static void vl_queue_reject_used(struct vl_queue *q)
 }
 
 /*
- * Runs the queue's vring interrupt, as a device interrupt would; withholds
- * it when the used ring holds an entry that would break the driver.
+ * Publishes the device's completions and runs the queue's vring interrupt,
+ * as a device interrupt would. A bad entry is withheld, with everything
+ * after it, and fails the device.
  */
 void vl_queue_interrupt(struct vl_queue *q)
 {
@@ -231,13 +337,9 @@ void vl_queue_interrupt(struct vl_queue *q)
 
 	spin_lock_irqsave(&q->irq_lock, flags);
 	if (q->vq) {
-		bad = vl_queue_used_is_bad(q);
-		if (!bad) {
-			atomic_long_inc(&q->stats.interrupts);
-			vring_interrupt(0, q->vq);
-			/* The driver may have consumed more: check it too. */
-			bad = vl_queue_used_is_bad(q);
-		}
+		bad = vl_queue_publish_used(q);
+		atomic_long_inc(&q->stats.interrupts);
+		vring_interrupt(0, q->vq);
 	}
 	spin_unlock_irqrestore(&q->irq_lock, flags);
 	if (bad) {
@@ -425,6 +527,45 @@ void vl_queue_init(struct vl_device *vl, struct vl_queue *q,
 
 /* --- ring set-up -------------------------------------------------------- */
 
+/* The device's view of the rings: its avail ring, then its used ring. */
+u64 vl_queue_dev_avail_iova(struct vl_queue *q)
+{
+	return q->dev_rings_iova;
+}
+
+u64 vl_queue_dev_used_iova(struct vl_queue *q)
+{
+	return q->dev_rings_iova + vl_device_rings_avail_size(q->num);
+}
+
+static int vl_queue_alloc_dev_rings(struct vl_queue *q, unsigned int num)
+{
+	struct vl_window *win = q->vl->window;
+	void *rings = vl_window_alloc_coherent(win, vl_device_rings_size(num),
+					       &q->dev_rings_iova);
+
+	if (!rings)
+		return -ENOMEM;
+	q->dev_avail = rings;
+	q->dev_used = rings + vl_device_rings_avail_size(num);
+	/* Written by the kernel only. */
+	vl_window_protect(win, VL_PROTECT_DEV_AVAIL(q->index),
+			  q->dev_rings_iova, vl_device_rings_avail_size(num));
+	return 0;
+}
+
+static void vl_queue_free_dev_rings(struct vl_queue *q, unsigned int num)
+{
+	struct vl_window *win = q->vl->window;
+
+	vl_window_unprotect(win, VL_PROTECT_DEV_AVAIL(q->index));
+	vl_window_free_coherent(win, q->dev_avail, q->dev_rings_iova,
+				vl_device_rings_size(num));
+	q->dev_avail = NULL;
+	q->dev_used = NULL;
+	q->dev_rings_iova = 0;
+}
+
 /*
  * Binds a freshly created virtqueue to the queue; caller holds vqs_lock.
  * The rings were allocated by our DMA ops, so they lie in the window.
@@ -433,7 +574,9 @@ int vl_queue_attach(struct vl_queue *q, struct virtqueue *vq)
 {
 	struct vl_window *win = q->vl->window;
 	unsigned int num = virtqueue_get_vring_size(vq);
+	size_t used_size = struct_size(q->used, ring, num) + sizeof(u16);
 	u16 *outstanding;
+	int err;
 
 	q->desc = vl_window_coherent_ptr(win, virtqueue_get_desc_addr(vq),
 					 sizeof(struct vring_desc) * num);
@@ -441,20 +584,26 @@ int vl_queue_attach(struct vl_queue *q, struct virtqueue *vq)
 					  struct_size(q->avail, ring, num));
 	/* The used ring is followed by avail_event (EVENT_IDX). */
 	q->used = vl_window_coherent_ptr(win, virtqueue_get_used_addr(vq),
-					 struct_size(q->used, ring, num) +
-					 sizeof(u16));
+					 used_size);
 	if (WARN_ON(!q->desc || !q->avail || !q->used))
 		return -EINVAL;
-	/*
-	 * The descriptor table and the available ring precede the used ring,
-	 * which starts on its own page (vl_setup_vq() asks for page
-	 * alignment): the pages before it are the driver's alone.
-	 */
-	vl_window_protect(win, q->index, virtqueue_get_desc_addr(vq),
-			  virtqueue_get_used_addr(vq) - virtqueue_get_desc_addr(vq));
 	outstanding = kcalloc(num, sizeof(*outstanding), GFP_KERNEL);
 	if (!outstanding)
 		return -ENOMEM;
+	err = vl_queue_alloc_dev_rings(q, num);
+	if (err) {
+		kfree(outstanding);
+		return err;
+	}
+	/*
+	 * The back-end reads descriptors from the driver's table, and must
+	 * not write any of the driver's vring: the driver reads descriptor
+	 * flags back when it frees a chain, and its rings are mediated.
+	 */
+	vl_window_protect(win, VL_PROTECT_VRING(q->index),
+			  virtqueue_get_desc_addr(vq),
+			  virtqueue_get_used_addr(vq) + used_size -
+			  virtqueue_get_desc_addr(vq));
 
 	spin_lock_irq(&q->track_lock);
 	q->outstanding = outstanding;
@@ -475,20 +624,23 @@ int vl_queue_attach(struct vl_queue *q, struct virtqueue *vq)
 /* Unbinds the virtqueue before it is deleted; caller holds vqs_lock. */
 void vl_queue_detach(struct vl_queue *q)
 {
+	unsigned int num;
 	u16 *outstanding;
 
 	spin_lock_irq(&q->irq_lock);
 	q->vq = NULL;
 	spin_unlock_irq(&q->irq_lock);
 	flush_work(&q->irq_work);
-	vl_window_unprotect(q->vl->window, q->index);
+	vl_window_unprotect(q->vl->window, VL_PROTECT_VRING(q->index));
 
 	spin_lock_irq(&q->track_lock);
 	outstanding = q->outstanding;
 	q->outstanding = NULL;
+	num = q->num;
 	q->num = 0;
 	spin_unlock_irq(&q->track_lock);
 	kfree(outstanding);
+	vl_queue_free_dev_rings(q, num);
 	q->desc = NULL;
 	q->avail = NULL;
 	q->used = NULL;
@@ -506,7 +658,7 @@ void vl_queue_progress(struct vl_queue *q, u32 *outstanding, u16 *avail_idx,
 	*outstanding = 0;
 	spin_lock_irq(&q->track_lock);
 	if (!q->bad_used)
-		__vl_track_used(q);
+		__vl_publish_used(q);
 	for (head = 0; head < q->num; head++)
 		*outstanding += q->outstanding[head];
 	*avail_idx = q->avail_seen;
@@ -518,10 +670,9 @@ void vl_queue_progress(struct vl_queue *q, u32 *outstanding, u16 *avail_idx,
 
 /*
  * VIRTIO_LOOPBACK_IOC_REQUEUE: after a back-end died with requests taken
- * but not completed, rewrite the available ring so that all outstanding
- * heads follow the used index. Entries before the driver's avail index are
- * never read again by the driver, and the driver cannot write them while
- * they are outstanding, so rewriting them is safe. Caller holds vqs_lock;
+ * but not completed, rewrite the device's available ring so that all
+ * outstanding heads follow the used index. The driver's own ring is not
+ * touched: the device's view is ours to arrange. Caller holds vqs_lock;
  * no back-end may be serving the queue.
  */
 int vl_queue_requeue(struct vl_queue *q, u32 *base, u32 *count)
@@ -534,8 +685,8 @@ int vl_queue_requeue(struct vl_queue *q, u32 *base, u32 *count)
 	if (!q->vq)
 		return -EAGAIN;
 	spin_lock_irq(&q->track_lock);
-	__vl_track_used(q);
-	used_idx = vl_used_idx(q);
+	__vl_publish_used(q);
+	used_idx = vl_dev_used_idx(q);
 	for (head = 0; head < q->num; head++) {
 		if (q->outstanding[head] > 1)
 			err = -EIO;
@@ -550,7 +701,8 @@ int vl_queue_requeue(struct vl_queue *q, u32 *base, u32 *count)
 	pos = used_idx;
 	for (head = 0; head < q->num; head++)
 		if (q->outstanding[head])
-			q->avail->ring[pos++ % q->num] = cpu_to_virtio16(vdev, head);
+			q->dev_avail->ring[pos++ % q->num] =
+				cpu_to_virtio16(vdev, head);
 	virtio_wmb(true);
 	*base = used_idx;
 	*count = outstanding;
@@ -708,20 +860,20 @@ void vl_queue_fail_inflight(struct vl_queue *q)
 	enum vl_fail_fill fill = vl_fail_fill_for(q->vl->device_id);
 	u16 used_idx, head;
 	unsigned int failed = 0;
-	u16 *avail_event;
 
 	if (!q->vq)
 		return;
 
 	spin_lock_irq(&q->track_lock);
+	/* Count what the driver added since its last notify, too. */
+	__vl_forward_avail(q);
 	if (!q->bad_used)
-		__vl_track_used(q);
+		__vl_publish_used(q);
 	if (q->track_lost)
 		vl_track_from_mappings(q);
 	/*
-	 * Append after the last entry known good: anything the device wrote
-	 * beyond it (bad heads, an index that jumped) is overwritten, and the
-	 * driver never consumed past it.
+	 * Append after the last entry published: anything the device wrote
+	 * beyond it (bad heads, an index that jumped) the driver never saw.
 	 */
 	used_idx = q->used_seen;
 	for (head = 0; head < q->num; head++) {
@@ -736,18 +888,20 @@ void vl_queue_fail_inflight(struct vl_queue *q)
 	}
 	q->used_seen = used_idx;
 	q->bad_used = false;
-	/* Make the driver notify on its next add, whatever user space set. */
-	q->used->flags = 0;
-	avail_event = (u16 *)&q->used->ring[q->num];
-	WRITE_ONCE(*avail_event, cpu_to_virtio16(vdev, q->avail_seen));
 	virtio_wmb(true);
 	WRITE_ONCE(q->used->idx, cpu_to_virtio16(vdev, used_idx));
+	/*
+	 * The device's view follows, so that the interrupt below finds
+	 * nothing new there (user space can no longer write it: revoked).
+	 */
+	WRITE_ONCE(q->dev_used->idx, cpu_to_virtio16(vdev, used_idx));
 	spin_unlock_irq(&q->track_lock);
 
 	/*
-	 * A bad entry the driver did see made it mark the queue broken; the
-	 * ring is repaired now, so let it complete the failed requests rather
-	 * than leave them (and its removal) waiting forever.
+	 * Should the driver have marked the queue broken anyway (no bad
+	 * entry reaches it, but it has checks of its own), let it complete
+	 * the failed requests rather than leave them (and its removal)
+	 * waiting forever.
 	 */
 	if (virtqueue_is_broken(q->vq))
 		__virtio_unbreak_device(vdev);

@@ -261,8 +261,13 @@ static u64 vl_get_features(struct virtio_device *vdev)
 {
 	struct vl_device *vl = to_vl_device(vdev);
 
-	return vl->device_features | BIT_ULL(VIRTIO_F_VERSION_1) |
-	       BIT_ULL(VIRTIO_F_ACCESS_PLATFORM);
+	/*
+	 * No EVENT_IDX: the driver notifies on every add, as the mediated
+	 * rings need (vl_queue.c); the back-end's own suppression is applied
+	 * by vl_notify() instead.
+	 */
+	return (vl->device_features & ~BIT_ULL(VIRTIO_RING_F_EVENT_IDX)) |
+	       BIT_ULL(VIRTIO_F_VERSION_1) | BIT_ULL(VIRTIO_F_ACCESS_PLATFORM);
 }
 
 static int vl_finalize_features(struct virtio_device *vdev)

@@ -98,11 +98,15 @@ void vl_window_exit(void)
 
 /* --- window memory ------------------------------------------------------ */
 
-/* The rings of num_queues queues of max_queue_size, and a spare page. */
+/*
+ * Per queue of max_queue_size: the driver's vring and the device's view of
+ * its two rings (vl_queue.c); and page 0 and a spare page.
+ */
 static size_t vl_coherent_size(u32 num_queues, u32 max_queue_size)
 {
 	return PAGE_SIZE + num_queues *
-	       PAGE_ALIGN(vring_size(max_queue_size, PAGE_SIZE)) + PAGE_SIZE;
+	       (PAGE_ALIGN(vring_size(max_queue_size, PAGE_SIZE)) +
+		vl_device_rings_size(max_queue_size)) + PAGE_SIZE;
 }
 
 size_t vl_window_default_size(u32 num_queues, u32 max_queue_size)
@@ -156,7 +160,7 @@ static struct page *vl_slot_page(struct vl_window *win, struct vl_slot *slot,
  * buffers mapped when they delete their queues (virtio-rng does), as they
  * would leak an IOMMU mapping; here the window goes away with them.
  */
-static void vl_window_free_coherent(struct vl_window *win)
+static void vl_window_free_coherent_zone(struct vl_window *win)
 {
 	size_t page, pages = win->coherent_size >> PAGE_SHIFT;
 
@@ -174,7 +178,7 @@ static void vl_window_free(struct kref *ref)
 	unsigned long i;
 
 	if (win->pool)
-		vl_window_free_coherent(win);
+		vl_window_free_coherent_zone(win);
 	if (win->iovad_ready)
 		put_iova_domain(&win->iovad);
 	if (win->slots)
@@ -305,9 +309,9 @@ static bool vl_window_is_protected(struct vl_window *win, u64 offset)
 }
 
 /*
- * Makes [start, start + len) read-only for user space, in slot `slot` (one
- * per queue): mappings already writable are zapped, and later write faults
- * are refused.
+ * Makes [start, start + len) read-only for user space, in slot `slot` (two
+ * per queue, VL_PROTECT_*): mappings already writable are zapped, and later
+ * write faults are refused.
  */
 void vl_window_protect(struct vl_window *win, unsigned int slot, u64 start,
 		       u64 len)
@@ -583,11 +587,12 @@ static struct vl_window *dev_to_window(struct device *dev)
 	return container_of(dev, struct vl_device, dev)->window;
 }
 
-static void *vl_dma_alloc(struct device *dev, size_t size,
-			  dma_addr_t *dma_handle, gfp_t gfp,
-			  unsigned long attrs)
+/*
+ * Zeroed, page-aligned memory in the coherent zone: the driver's vrings
+ * (through vl_dma_alloc()) and the device's view of them (vl_queue.c).
+ */
+void *vl_window_alloc_coherent(struct vl_window *win, size_t size, u64 *iova)
 {
-	struct vl_window *win = dev_to_window(dev);
 	struct genpool_data_align align = { .align = PAGE_SIZE };
 	unsigned long vaddr;
 
@@ -597,18 +602,34 @@ static void *vl_dma_alloc(struct device *dev, size_t size,
 	if (!vaddr)
 		return NULL;
 	memset((void *)vaddr, 0, size);
-	*dma_handle = gen_pool_virt_to_phys(win->pool, vaddr);
-	win->coherent_alloc[*dma_handle >> PAGE_SHIFT] = size;
+	*iova = gen_pool_virt_to_phys(win->pool, vaddr);
+	win->coherent_alloc[*iova >> PAGE_SHIFT] = size;
 	return (void *)vaddr;
+}
+
+void vl_window_free_coherent(struct vl_window *win, void *vaddr, u64 iova,
+			     size_t size)
+{
+	win->coherent_alloc[iova >> PAGE_SHIFT] = 0;
+	gen_pool_free(win->pool, (unsigned long)vaddr, PAGE_ALIGN(size));
+}
+
+static void *vl_dma_alloc(struct device *dev, size_t size,
+			  dma_addr_t *dma_handle, gfp_t gfp,
+			  unsigned long attrs)
+{
+	u64 iova;
+	void *vaddr = vl_window_alloc_coherent(dev_to_window(dev), size, &iova);
+
+	if (vaddr)
+		*dma_handle = iova;
+	return vaddr;
 }
 
 static void vl_dma_free(struct device *dev, size_t size, void *vaddr,
 			dma_addr_t dma_handle, unsigned long attrs)
 {
-	struct vl_window *win = dev_to_window(dev);
-
-	win->coherent_alloc[dma_handle >> PAGE_SHIFT] = 0;
-	gen_pool_free(win->pool, (unsigned long)vaddr, PAGE_ALIGN(size));
+	vl_window_free_coherent(dev_to_window(dev), vaddr, dma_handle, size);
 }
 
 /* --- DMA operations: streaming (bounced) -------------------------------- */

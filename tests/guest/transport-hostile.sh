@@ -5,9 +5,10 @@
 # - bad-used-id, double-use, garbage-used-idx: the transport must see the
 #   broken used ring at the call that follows, fail the device at once
 #   (fio gets I/O errors within BOUND s, nothing killed) and log why;
-# - rewrite-desc: the descriptor table is read-only to user space, so the
-#   device's write faults and the process dies of SIGBUS; its file closes
-#   and fio gets I/O errors;
+# - rewrite-desc, forge-driver-used: the driver's vring (descriptor table,
+#   and the available and used rings the kernel mediates) is read-only to
+#   user space, so the device's write faults and the process dies of
+#   SIGBUS; its file closes and fio gets I/O errors;
 # - oversize-len, call-storm: the transport cannot tell (lengths are the
 #   driver's to check) or need not (a storm of calls); fio ends, with or
 #   without errors, or stalls and ends once the device is killed.
@@ -22,7 +23,7 @@ arm_hung_task_detector 40
 load_module
 modprobe virtio_blk
 
-for mode in ${VL_HOSTILE_MODES:-bad-used-id double-use garbage-used-idx oversize-len rewrite-desc call-storm}; do
+for mode in ${VL_HOSTILE_MODES:-bad-used-id double-use garbage-used-idx oversize-len rewrite-desc forge-driver-used call-storm}; do
 	step "$mode"
 	rm -f /tmp/ready
 	"$VL_BIN/vl-testdev" --blk=16 --sabotage="$mode" --sabotage-after=300 \
@@ -56,9 +57,10 @@ for mode in ${VL_HOSTILE_MODES:-bad-used-id double-use garbage-used-idx oversize
 	dev_status=0
 	kill "$dev_pid" 2>/dev/null || true
 	wait "$dev_pid" 2>/dev/null || dev_status=$?
-	if [ "$mode" = rewrite-desc ] && [ "$dev_status" != $((128 + 7)) ]; then
-		fail "$mode: the device should have died of SIGBUS writing its read-only descriptor table (exit status $dev_status)"
-	fi
+	case $mode in rewrite-desc | forge-driver-used)
+		[ "$dev_status" = $((128 + 7)) ] ||
+			fail "$mode: the device should have died of SIGBUS writing the driver's read-only vring (exit status $dev_status)"
+	esac
 	wait_until 30 '[ "$(loopback_devices)" = 0 ]' || fail "$mode: the device did not go away"
 done
 

@@ -42,7 +42,8 @@ Options:
       --stall-after=N     stop completing requests after N of them
       --sabotage=MODE     break the ring rules once --sabotage-after requests
                           were served: bad-used-id, oversize-len, double-use,
-                          rewrite-desc, garbage-used-idx, call-storm
+                          rewrite-desc, garbage-used-idx, call-storm,
+                          forge-driver-used
       --sabotage-after=N  (default 0)
   -l, --log-level=LEVEL   error|warn|info|debug|trace (default info)
   -h, --help              this help

@@ -11,7 +11,7 @@
 namespace vl::testdev {
 
 const char* const kSabotageNames =
-    "bad-used-id|oversize-len|double-use|rewrite-desc|garbage-used-idx|call-storm";
+    "bad-used-id|oversize-len|double-use|rewrite-desc|garbage-used-idx|call-storm|forge-driver-used";
 
 namespace {
 
@@ -19,6 +19,7 @@ constexpr std::pair<std::string_view, Sabotage> kSabotages[] = {
     {"bad-used-id", Sabotage::bad_used_id},           {"oversize-len", Sabotage::oversize_len},
     {"double-use", Sabotage::double_use},             {"rewrite-desc", Sabotage::rewrite_desc},
     {"garbage-used-idx", Sabotage::garbage_used_idx}, {"call-storm", Sabotage::call_storm},
+    {"forge-driver-used", Sabotage::forge_driver_used},
 };
 
 } // namespace
@@ -53,6 +54,7 @@ Result<std::unique_ptr<TestDevice>> TestDevice::create(std::unique_ptr<RequestHa
 Status TestDevice::setup(const loopback::DeviceParams& params)
 {
     VL_TRY(control_.create(params));
+    offered_features_ = params.features;
     VL_TRY_ASSIGN(window_fd_, control_.window());
     VL_TRY_ASSIGN(window_, Mapping::map(window_fd_.fd.get(), window_fd_.size, 0));
     VL_TRY(memory_.add_region({0, window_fd_.size, window_.data(), std::nullopt}));
@@ -121,7 +123,8 @@ Status TestDevice::activate_queues()
         cfg.desc_addr = info.desc;
         cfg.avail_addr = info.avail;
         cfg.used_addr = info.used;
-        cfg.event_idx = (driver_features_ >> virtq::kFeatureEventIdx) & 1;
+        // The kernel's view of the rings uses EVENT_IDX when we offered it.
+        cfg.event_idx = (offered_features_ >> virtq::kFeatureEventIdx) & 1;
         cfg.indirect_desc = (driver_features_ >> virtq::kFeatureIndirectDesc) & 1;
         cfg.max_chain_len = handler_->max_chain_len();
         VL_TRY_ASSIGN(auto queue, virtq::SplitQueue::create(memory_, cfg));
@@ -245,6 +248,21 @@ Status TestDevice::sabotage(std::uint32_t queue, const virtq::DescriptorChain& c
     case Sabotage::garbage_used_idx: {
         auto* idx = reinterpret_cast<std::uint16_t*>(ring_at(info.used) + virtq::ring_offset::kIdx);
         *idx = static_cast<std::uint16_t>(*idx + 1000);
+        halted_ = true;
+        return ok_status();
+    }
+    case Sabotage::forge_driver_used: {
+        // The rings the kernel gave us are a view of its own; the driver's
+        // used ring lies where vring_create_virtqueue() puts it: after the
+        // descriptor table and the driver's available ring (flags, idx,
+        // ring, used_event), page-aligned. Completing the chain there, past
+        // the kernel's checks, must fault.
+        constexpr std::uint64_t kPage = 4096;
+        const std::uint64_t driver_avail = info.desc + std::uint64_t{virtq::kDescriptorSize} * info.size;
+        const std::uint64_t driver_used = (driver_avail + 6 + 2ull * info.size + kPage - 1) & ~(kPage - 1);
+        std::byte* used = ring_at(driver_used);
+        const std::uint32_t id = chain.head();
+        std::memcpy(used + virtq::ring_offset::used_entry(0), &id, 4);
         halted_ = true;
         return ok_status();
     }

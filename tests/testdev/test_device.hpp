@@ -32,6 +32,7 @@ enum class Sabotage {
     rewrite_desc,     // a chain's descriptors rewritten (the kernel maps them read-only: SIGBUS)
     garbage_used_idx, // the used index jumps ahead by more than the ring
     call_storm,       // the call eventfd signalled 100000 times in a tight loop
+    forge_driver_used, // writes the driver's own used ring, which the kernel mediates (SIGBUS)
 };
 
 // Parses "bad-used-id", ...; nullopt if unknown.
@@ -97,6 +98,7 @@ private:
     std::vector<std::optional<virtq::SplitQueue>> queues_;
     std::vector<loopback::QueueInfo> queue_info_;
     std::uint64_t driver_features_ = 0;
+    std::uint64_t offered_features_ = 0; // at CREATE
     bool driver_ok_ = false;
     std::uint64_t completed_ = 0;
     bool sabotaged_ = false; // the sabotage happened (it happens once)

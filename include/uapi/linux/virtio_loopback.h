@@ -173,8 +173,10 @@ struct virtio_loopback_queue_fds {
  * @size:   (out) ring size (number of descriptors), 0 if not ready
  * @reserved0: 0
  * @desc:   (out) IOVA of the descriptor table
- * @avail:  (out) IOVA of the available (driver) ring
- * @used:   (out) IOVA of the used (device) ring
+ * @avail:  (out) IOVA of the device's available ring: a copy the kernel
+ *          fills from the driver's at each notify (read-only)
+ * @used:   (out) IOVA of the device's used ring, which the kernel checks
+ *          and copies into the driver's at each call
  * @outstanding: (out) buffers the driver made available that the device
  *          has not used yet, as the kernel last saw them
  * @avail_idx: (out) the driver's available index the kernel last saw
