@@ -389,6 +389,40 @@ TEST_F(ConsoleQueues, PtyBytesBothWays)
     EXPECT_EQ(read_slave(7), "world\r\n"); // raw: unchanged, nothing echoed
 }
 
+TEST_F(ConsoleQueues, HostileDataChainsComeBackEmpty)
+{
+    // A receive chain with nothing writable, a transmit chain with nothing
+    // readable: returned with 0 bytes, the queues go on.
+    ASSERT_EQ(::write(slave_.get(), "x", 1), 1);
+    q(0).driver().submit({buffer(8)}, {});
+    ASSERT_TRUE(device_->process_queue(q(0).ctx()).ok());
+    ASSERT_TRUE(backend::test::readable_within(device_->host(0).wait_fd(), 5s));
+    ASSERT_TRUE(device_->handle_event(q(0).ctx(), ConsoleDevice::kHostInputToken).ok());
+    auto used = q(0).used();
+    ASSERT_TRUE(used.has_value());
+    EXPECT_EQ(used->len, 0U);
+    const std::uint64_t addr = offer_receive(0);
+    ASSERT_TRUE(device_->process_queue(q(0).ctx()).ok());
+    ASSERT_TRUE(device_->handle_event(q(0).ctx(), ConsoleDevice::kHostInputToken).ok());
+    used = q(0).used();
+    ASSERT_TRUE(used.has_value());
+    EXPECT_EQ(text_of(at(addr, used->len)), "x"); // the byte waited for a real buffer
+
+    q(1).driver().submit({}, {buffer(8)});
+    ASSERT_TRUE(device_->process_queue(q(1).ctx()).ok());
+    used = q(1).used();
+    ASSERT_TRUE(used.has_value());
+    EXPECT_EQ(used->len, 0U);
+    EXPECT_FALSE(q(0).ctx().queue().broken());
+    EXPECT_FALSE(q(1).ctx().queue().broken());
+}
+
+TEST_F(ConsoleQueues, UnknownQueueTokensAreIgnored)
+{
+    EXPECT_TRUE(device_->handle_event(q(0).ctx(), 99).ok());
+    EXPECT_TRUE(device_->handle_event(q(kControlTransmitQueue).ctx(), 99).ok());
+}
+
 TEST_F(ConsoleQueues, UnixClientComesAndGoes)
 {
     device_ready();
@@ -455,6 +489,47 @@ TEST_F(ConsoleQueues, PtyResizeReachesTheDriver)
     EXPECT_EQ(virtq::load_le16(config->data() + 2), 33U); // rows
     ASSERT_TRUE(device_->check_resize().ok());            // unchanged: nothing sent
     EXPECT_TRUE(received().empty());
+}
+
+TEST(ConsoleResize, RowsFirstForOlderDrivers)
+{
+    ConsoleConfig config;
+    config.ports = {PortSpec{}};
+    config.resize_order = ResizeOrder::rows_cols;
+    auto device = ConsoleDevice::create(config, Logger("console", LogLevel::error));
+    ASSERT_TRUE(device.ok());
+    GuestRam ram;
+    auto memory = backend::test::memory_of(ram);
+    ASSERT_TRUE((*device)->set_features(kMultiport).ok());
+    HandQueue control_in(ram, memory, kControlReceiveQueue, 0);
+    HandQueue control_out(ram, memory, kControlTransmitQueue, 0x4000);
+    ASSERT_TRUE((*device)->queue_started(control_in.ctx()).ok());
+    for (auto [id, event] : {std::pair{0xffffffffU, VIRTIO_CONSOLE_DEVICE_READY},
+                             std::pair{0U, VIRTIO_CONSOLE_PORT_READY}}) {
+        const auto bytes = ControlMessage{id, static_cast<std::uint16_t>(event), 1, {}}.encode();
+        std::memcpy(ram.host(0x10000), bytes.data(), bytes.size());
+        control_out.driver().submit({{ram.guest(0x10000), 8}}, {});
+        ASSERT_TRUE((*device)->process_queue(control_out.ctx()).ok());
+    }
+    UniqueFd slave(::open((*device)->host(0).pty_path().c_str(), O_RDWR | O_NOCTTY));
+    winsize ws{};
+    ws.ws_row = 25;
+    ws.ws_col = 80;
+    ASSERT_EQ(::ioctl(slave.get(), TIOCSWINSZ, &ws), 0);
+    ASSERT_TRUE((*device)->check_resize().ok());
+    // PORT_ADD, CONSOLE_PORT, PORT_OPEN, then RESIZE.
+    for (int i = 0; i < 4; ++i)
+        control_in.driver().submit({}, {{ram.guest(0x20000 + i * 64), 64}});
+    ASSERT_TRUE((*device)->process_queue(control_in.ctx()).ok());
+    std::optional<virtq::UsedBuffer> last;
+    while (auto u = control_in.used())
+        last = u;
+    ASSERT_TRUE(last.has_value());
+    auto m = ControlMessage::decode(std::span<const std::byte>(ram.host(0x20000 + 3 * 64), 12));
+    ASSERT_TRUE(m.has_value());
+    EXPECT_EQ(m->event, VIRTIO_CONSOLE_RESIZE);
+    EXPECT_EQ(virtq::load_le16(ram.host(0x20000 + 3 * 64 + 8)), 25U);  // rows
+    EXPECT_EQ(virtq::load_le16(ram.host(0x20000 + 3 * 64 + 10)), 80U); // cols
 }
 
 TEST_F(ConsoleQueues, ASlowHostReaderPausesTheTransmitQueue)
