@@ -119,6 +119,7 @@ Result<std::unique_ptr<ConsoleDevice>> ConsoleDevice::create(const ConsoleConfig
             return host.error().wrap(fmt::format("port {}", p));
         port.host = std::move(*host);
         VL_TRY_ASSIGN(port.retry_timer, make_timer());
+        VL_TRY_ASSIGN(port.wake, EventFd::create());
         device->logger_.info("port {}{}{}: {}", p, spec.name.empty() ? "" : " ",
                              spec.name.empty() ? std::string() : "'" + spec.name + "'",
                              port.host->describe());
@@ -227,6 +228,7 @@ Status ConsoleDevice::queue_started(backend::QueueContext& ctx)
     if (q == transmit_queue(p))
         return ctx.watch(port.retry_timer.get(), kRetryToken);
     port.watched_fd = -1;
+    VL_TRY(ctx.watch(port.wake.get(), kWakeToken));
     if (p == 0 && resize_timer_) {
         VL_TRY(ctx.watch(resize_timer_.get(), kResizeToken));
         VL_TRY(arm(resize_timer_, kResizePeriodNs, true));
@@ -290,6 +292,9 @@ Status ConsoleDevice::handle_event(backend::QueueContext& ctx, std::uint64_t tok
         return check_resize();
     case kAcceptToken:
         return accept_host(ctx, *p);
+    case kWakeToken:
+        (void)port.wake.drain();
+        return pump_receive(ctx, *p);
     case kHostInputToken:
         return read_host(ctx, *p);
     default:
@@ -299,6 +304,14 @@ Status ConsoleDevice::handle_event(backend::QueueContext& ctx, std::uint64_t tok
 
 // ---------------------------------------------------------------------------
 // receiveq: host -> driver
+
+bool ConsoleDevice::may_receive(std::uint32_t index) const
+{
+    std::lock_guard lock(mutex_);
+    if (!multiport_)
+        return true; // one console port, always open
+    return index == 0 ? ports_[0].ready : ports_[index].guest_open;
+}
 
 Status ConsoleDevice::watch_host(backend::QueueContext& ctx, Port& port, int fd,
                                  std::uint64_t token)
@@ -322,6 +335,12 @@ Status ConsoleDevice::pump_receive(backend::QueueContext& ctx, std::uint32_t ind
     if (!port.host->connected()) {
         // Buffers wait for a client; its arrival is what wakes us.
         VL_TRY(watch_host(ctx, port, port.host->wait_fd(), kAcceptToken));
+        ctx.pause();
+        return ok_status();
+    }
+    if (!may_receive(index)) {
+        // The driver would drop the bytes; port.wake tells when it opens.
+        VL_TRY(watch_host(ctx, port, -1, 0));
         ctx.pause();
         return ok_status();
     }
@@ -517,6 +536,7 @@ void ConsoleDevice::handle_control(const ControlMessage& m)
     if (m.event == VIRTIO_CONSOLE_PORT_OPEN) {
         port.guest_open = m.value != 0;
         logger_.info("port {}: {} by the driver", m.id, port.guest_open ? "opened" : "closed");
+        (void)port.wake.signal();
         return;
     }
     if (!device_ready_) {
@@ -530,6 +550,7 @@ void ConsoleDevice::handle_control(const ControlMessage& m)
     }
     if (std::exchange(port.ready, true))
         return; // said before: nothing new to tell
+    (void)port.wake.signal();
     if (m.id == 0) {
         send_locked({0, VIRTIO_CONSOLE_CONSOLE_PORT, 1, {}});
         if (size_)

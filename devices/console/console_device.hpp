@@ -12,7 +12,11 @@
 //   straight into them. Without buffers the fd is left alone (the host's
 //   writes wait in the pty or socket: back-pressure, nothing is lost).
 //   A unix port's listening socket is watched there too (one client at a
-//   time), and port 0's pty size is polled there (resize).
+//   time), and port 0's pty size is polled there (resize). With MULTIPORT,
+//   bytes go to a port only while the driver can take them: the Linux
+//   driver discards data for a port no guest process has open, so a named
+//   port's bytes wait until the driver's PORT_OPEN 1, and the console
+//   port's until its PORT_READY (then it is a console, open for good).
 // - transmitq of port p (driver -> device): written to the host side. What
 //   the host does not take at once waits (one chain's worth; the queue
 //   pauses and a timer retries), so a slow reader slows the driver down.
@@ -93,6 +97,7 @@ class ConsoleDevice final : public backend::Device
     static constexpr std::uint64_t kResizeToken = 3;    // receiveq 0: poll the pty size
     static constexpr std::uint64_t kRetryToken = 4;     // transmitq: retry a pending write
     static constexpr std::uint64_t kOutboxToken = 5;    // control receiveq: messages wait
+    static constexpr std::uint64_t kWakeToken = 6;      // receiveq: the driver opened the port
     // At most this many messages wait for the driver's control buffers.
     static constexpr std::size_t kMaxOutbox = 256;
 
@@ -130,6 +135,7 @@ class ConsoleDevice final : public backend::Device
     struct Port {
         std::unique_ptr<HostPort> host;
         UniqueFd retry_timer; // transmitq worker
+        EventFd wake;         // receiveq worker: may_receive() became true
         // receiveq worker only: the fd watched there for the host side.
         int watched_fd = -1;
         // transmitq worker only.
@@ -143,6 +149,8 @@ class ConsoleDevice final : public backend::Device
 
     ConsoleDevice(const ConsoleConfig& config, Logger logger);
     [[nodiscard]] std::optional<std::uint32_t> port_of_queue(std::uint32_t queue) const;
+    // Whether the driver takes bytes for port `index` now (see above).
+    [[nodiscard]] bool may_receive(std::uint32_t index) const;
 
     // receiveq
     Status watch_host(backend::QueueContext& ctx, Port& port, int fd, std::uint64_t token);

@@ -5,7 +5,8 @@
 # - a line written on port 0's pty arrives on /dev/hvc0, and one written
 #   there comes back on the pty;
 # - a named port (a Unix socket on the host side) appears as
-#   /dev/vportNp1 with its name in /sys/class/virtio-ports/*/name;
+#   /dev/vportNp1 with its name in /sys/class/virtio-ports/*/name, and a
+#   line goes each way between a socket client and the vport;
 # - resizing the pty reaches the driver: `stty size` on /dev/hvc0.
 . "$(dirname "$0")/lib.sh"
 
@@ -56,6 +57,32 @@ stty -F /tmp/hvc.pty rows 40 cols 100
 wait_until 10 '[ "$(stty size <&3)" = "40 100" ]' ||
 	fail "stty size on /dev/hvc0 is '$(stty size <&3)' after the second resize, not '40 100'"
 exec 3>&-
+
+step "named port: a socket client and /dev/$port1, both ways"
+# The client sends a line, then waits for one. The vport's reads and writes
+# work only while the device says the host side is open (PORT_OPEN).
+timeout 20 python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect("/tmp/port1.sock")
+s.sendall(b"to the vport\n")
+got = b""
+while not got.endswith(b"\n"):
+    chunk = s.recv(64)
+    if not chunk:
+        break
+    got += chunk
+sys.stdout.write(got.decode())
+' >/tmp/sockgot &
+client=$!
+# A read on a vport whose host side is not open returns end-of-file at
+# once: read again until the client is connected.
+wait_until 20 'timeout 10 head -n1 "/dev/$port1" >/tmp/vgot && [ -s /tmp/vgot ]' ||
+	fail "nothing arrived on /dev/$port1"
+[ "$(cat /tmp/vgot)" = "to the vport" ] || fail "/dev/$port1 got '$(cat /tmp/vgot)'"
+printf 'to the socket\n' >"/dev/$port1"
+wait "$client" || fail "the socket client got nothing back"
+[ "$(cat /tmp/sockgot)" = "to the socket" ] || fail "the socket client got '$(cat /tmp/sockgot)'"
 
 step "SIGTERM: the adapter removes the device, the back-end exits cleanly"
 stop_cleanly "$adapter_pid" "the adapter"

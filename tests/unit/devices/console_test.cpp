@@ -367,6 +367,21 @@ TEST_F(ConsoleQueues, TooSmallControlBufferDropsTheMessageNotTheQueue)
 
 TEST_F(ConsoleQueues, PtyBytesBothWays)
 {
+    // Before the driver made port 0 a console, it would drop its bytes.
+    offer_receive(0);
+    ASSERT_TRUE(device_->process_queue(q(0).ctx()).ok());
+    EXPECT_TRUE(q(0).events().watched.size() == 2); // wake, resize: not the pty
+    device_ready();
+    send(0, VIRTIO_CONSOLE_PORT_READY, 1);
+    (void)received();
+    ASSERT_TRUE(device_->handle_event(q(0).ctx(), ConsoleDevice::kWakeToken).ok());
+    EXPECT_FALSE(q(0).used().has_value()); // nothing from the host yet
+    ASSERT_EQ(::write(slave_.get(), "early", 5), 5);
+    ASSERT_TRUE(backend::test::readable_within(device_->host(0).wait_fd(), 5s));
+    ASSERT_TRUE(device_->handle_event(q(0).ctx(), ConsoleDevice::kHostInputToken).ok());
+    auto early = q(0).used();
+    ASSERT_TRUE(early.has_value());
+    EXPECT_EQ(early->len, 5U);
     // No buffers: the pty is not watched, its bytes wait there.
     ASSERT_TRUE(device_->process_queue(q(0).ctx()).ok());
     const int master = device_->host(0).wait_fd();
@@ -393,6 +408,9 @@ TEST_F(ConsoleQueues, HostileDataChainsComeBackEmpty)
 {
     // A receive chain with nothing writable, a transmit chain with nothing
     // readable: returned with 0 bytes, the queues go on.
+    device_ready();
+    send(0, VIRTIO_CONSOLE_PORT_READY, 1);
+    (void)received();
     ASSERT_EQ(::write(slave_.get(), "x", 1), 1);
     q(0).driver().submit({buffer(8)}, {});
     ASSERT_TRUE(device_->process_queue(q(0).ctx()).ok());
@@ -444,7 +462,14 @@ TEST_F(ConsoleQueues, UnixClientComesAndGoes)
     EXPECT_EQ(received(),
               (std::vector<ControlMessage>{message(1, VIRTIO_CONSOLE_PORT_OPEN, 1)}));
 
+    // The bytes wait until a guest process opens the port (the driver
+    // drops data for a closed port).
     ASSERT_EQ(::write(client.get(), "from host", 9), 9);
+    EXPECT_FALSE(watched(4, device_->host(1).wait_fd(), ConsoleDevice::kHostInputToken));
+    EXPECT_TRUE(q(4).ctx().paused());
+    send(1, VIRTIO_CONSOLE_PORT_OPEN, 1);
+    ASSERT_TRUE(device_->handle_event(q(4).ctx(), ConsoleDevice::kWakeToken).ok());
+    EXPECT_TRUE(watched(4, device_->host(1).wait_fd(), ConsoleDevice::kHostInputToken));
     ASSERT_TRUE(backend::test::readable_within(device_->host(1).wait_fd(), 5s));
     ASSERT_TRUE(device_->handle_event(q(4).ctx(), ConsoleDevice::kHostInputToken).ok());
     auto used = q(4).used();
@@ -626,7 +651,10 @@ TEST(ConsoleSession, BringUpAndBytesThroughWorkerThreads)
     ASSERT_TRUE(console.has_value());
     EXPECT_EQ(console->event, VIRTIO_CONSOLE_CONSOLE_PORT);
 
-    // Host -> driver on port 1 (queue 4), driver -> host on port 0 (queue 1).
+    // Host -> driver on port 1 (queue 4) once a guest process opened it,
+    // driver -> host on port 0 (queue 1).
+    send(1, VIRTIO_CONSOLE_PORT_READY, 1);
+    send(1, VIRTIO_CONSOLE_PORT_OPEN, 1);
     UniqueFd second(::open(device.host(1).pty_path().c_str(), O_RDWR | O_NOCTTY));
     ASSERT_TRUE(second.valid());
     const std::uint64_t in = take(64);
