@@ -557,6 +557,30 @@ TEST(ConsoleResize, RowsFirstForOlderDrivers)
     EXPECT_EQ(virtq::load_le16(ram.host(0x20000 + 3 * 64 + 10)), 80U); // cols
 }
 
+TEST_F(ConsoleQueues, WithoutMultiportTheSizeIsInTheConfigAndBytesFlowAtOnce)
+{
+    ASSERT_TRUE(device_->set_features(backend::kFeatureEventIdx).ok());
+    winsize ws{};
+    ws.ws_row = 50;
+    ws.ws_col = 132;
+    ASSERT_EQ(::ioctl(slave_.get(), TIOCSWINSZ, &ws), 0);
+    ASSERT_TRUE(device_->check_resize().ok());
+    EXPECT_EQ(device_->outbox_size(), 0U); // no control queue without MULTIPORT
+    auto config = device_->read_config(0, 4);
+    ASSERT_TRUE(config.ok());
+    EXPECT_EQ(virtq::load_le16(config->data()), 132U);
+    EXPECT_EQ(virtq::load_le16(config->data() + 2), 50U);
+    // Port 0 takes bytes with no control protocol at all.
+    const std::uint64_t addr = offer_receive(0);
+    ASSERT_EQ(::write(slave_.get(), "single", 6), 6);
+    ASSERT_TRUE(device_->process_queue(q(0).ctx()).ok());
+    ASSERT_TRUE(backend::test::readable_within(device_->host(0).wait_fd(), 5s));
+    ASSERT_TRUE(device_->handle_event(q(0).ctx(), ConsoleDevice::kHostInputToken).ok());
+    auto used = q(0).used();
+    ASSERT_TRUE(used.has_value());
+    EXPECT_EQ(text_of(at(addr, used->len)), "single");
+}
+
 TEST_F(ConsoleQueues, ASlowHostReaderPausesTheTransmitQueue)
 {
     // Fill the pty until it takes no more; then one chain waits and the
