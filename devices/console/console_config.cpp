@@ -38,9 +38,8 @@ Result<PortSpec> PortSpec::parse(std::string_view text)
         if (spec.name.size() > kMaxNameLength)
             return usage(fmt::format("--port: the name '{}...' is {} bytes, at most {} are allowed",
                                      spec.name.substr(0, 16), spec.name.size(), kMaxNameLength));
-        const bool printable = std::all_of(spec.name.begin(), spec.name.end(), [](char c) {
-            return c > ' ' && c < 0x7f && c != '/';
-        });
+        const bool printable = std::all_of(spec.name.begin(), spec.name.end(),
+                                           [](char c) { return c > ' ' && c < 0x7f && c != '/'; });
         if (!printable)
             return usage(fmt::format("--port '{}': a port name is printable ASCII without spaces "
                                      "or '/' (it becomes a sysfs attribute and a udev link)",
@@ -59,8 +58,8 @@ Result<PortSpec> PortSpec::parse(std::string_view text)
         spec.kind = HostKind::unix;
         spec.path = std::string(where.substr(5));
         if (spec.path.empty() || spec.path.size() > kMaxSocketPath)
-            return usage(fmt::format("--port '{}': a socket path must be 1 to {} bytes",
-                                     text, kMaxSocketPath));
+            return usage(fmt::format("--port '{}': a socket path must be 1 to {} bytes", text,
+                                     kMaxSocketPath));
     } else {
         return usage(fmt::format("--port '{}': the host side must be 'pty', 'pty:LINK' or "
                                  "'unix:PATH'",
@@ -99,8 +98,8 @@ Result<ConsoleConfig> ConsoleConfig::from_command_line(const backend::CommandLin
                                      "unique",
                                      text, spec.name));
         if (!spec.path.empty() && !paths.insert(spec.path).second)
-            return usage(fmt::format("--port '{}': the path {} is used by another port", text,
-                                     spec.path));
+            return usage(
+                fmt::format("--port '{}': the path {} is used by another port", text, spec.path));
         config.ports.push_back(std::move(spec));
     }
     if (config.ports.size() > kMaxPorts)

@@ -57,15 +57,24 @@ Result<UniqueFd> make_timer()
 const char* event_name(std::uint16_t event)
 {
     switch (event) {
-    case VIRTIO_CONSOLE_DEVICE_READY: return "DEVICE_READY";
-    case VIRTIO_CONSOLE_PORT_ADD: return "PORT_ADD";
-    case VIRTIO_CONSOLE_PORT_REMOVE: return "PORT_REMOVE";
-    case VIRTIO_CONSOLE_PORT_READY: return "PORT_READY";
-    case VIRTIO_CONSOLE_CONSOLE_PORT: return "CONSOLE_PORT";
-    case VIRTIO_CONSOLE_RESIZE: return "RESIZE";
-    case VIRTIO_CONSOLE_PORT_OPEN: return "PORT_OPEN";
-    case VIRTIO_CONSOLE_PORT_NAME: return "PORT_NAME";
-    default: return "unknown";
+    case VIRTIO_CONSOLE_DEVICE_READY:
+        return "DEVICE_READY";
+    case VIRTIO_CONSOLE_PORT_ADD:
+        return "PORT_ADD";
+    case VIRTIO_CONSOLE_PORT_REMOVE:
+        return "PORT_REMOVE";
+    case VIRTIO_CONSOLE_PORT_READY:
+        return "PORT_READY";
+    case VIRTIO_CONSOLE_CONSOLE_PORT:
+        return "CONSOLE_PORT";
+    case VIRTIO_CONSOLE_RESIZE:
+        return "RESIZE";
+    case VIRTIO_CONSOLE_PORT_OPEN:
+        return "PORT_OPEN";
+    case VIRTIO_CONSOLE_PORT_NAME:
+        return "PORT_NAME";
+    default:
+        return "unknown";
     }
 }
 
@@ -106,9 +115,9 @@ Result<std::unique_ptr<ConsoleDevice>> ConsoleDevice::create(const ConsoleConfig
                                                              Logger logger)
 {
     if (config.ports.empty() || config.ports.size() > kMaxPorts)
-        return Error(fmt::format("a console has 1 to {} ports, not {}", kMaxPorts,
-                                 config.ports.size()),
-                     EINVAL);
+        return Error(
+            fmt::format("a console has 1 to {} ports, not {}", kMaxPorts, config.ports.size()),
+            EINVAL);
     std::unique_ptr<ConsoleDevice> device(new ConsoleDevice(config, std::move(logger)));
     VL_TRY_ASSIGN(device->outbox_signal_, EventFd::create());
     for (std::uint32_t p = 0; p < device->ports_.size(); ++p) {
@@ -147,8 +156,7 @@ std::uint64_t ConsoleDevice::protocol_features() const
     return vhost_user::bit(vhost_user::ProtocolFeature::config);
 }
 
-Result<std::vector<std::byte>> ConsoleDevice::read_config(std::uint32_t offset,
-                                                          std::uint32_t size)
+Result<std::vector<std::byte>> ConsoleDevice::read_config(std::uint32_t offset, std::uint32_t size)
 {
     if (offset > kConfigSize || size > kConfigSize - offset)
         return Error(fmt::format("config read of {} bytes at offset {} is outside the {}-byte "
@@ -162,8 +170,7 @@ Result<std::vector<std::byte>> ConsoleDevice::read_config(std::uint32_t offset,
         virtq::store_le16(config.data() + offsetof(virtio_console_config, cols), ws.cols);
         virtq::store_le16(config.data() + offsetof(virtio_console_config, rows), ws.rows);
     }
-    virtq::store_le32(config.data() + offsetof(virtio_console_config, max_nr_ports),
-                      port_count());
+    virtq::store_le32(config.data() + offsetof(virtio_console_config, max_nr_ports), port_count());
     return std::vector<std::byte>(config.begin() + offset, config.begin() + offset + size);
 }
 
@@ -316,7 +323,6 @@ bool ConsoleDevice::may_receive(std::uint32_t index) const
 Status ConsoleDevice::watch_host(backend::QueueContext& ctx, Port& port, int fd,
                                  std::uint64_t token)
 {
-    (void)token;
     if (port.watched_fd == fd)
         return ok_status();
     if (port.watched_fd >= 0)
@@ -415,8 +421,8 @@ void ConsoleDevice::put(Port& port, std::span<const std::byte> data)
     auto written = port.host->write(data);
     if (written && *written) {
         port.warned_dropping = false;
-        port.pending.insert(port.pending.end(), data.begin() + static_cast<std::ptrdiff_t>(**written),
-                            data.end());
+        port.pending.insert(port.pending.end(),
+                            data.begin() + static_cast<std::ptrdiff_t>(**written), data.end());
         return;
     }
     if (!written)
@@ -500,8 +506,7 @@ Status ConsoleDevice::serve_control(backend::QueueContext& ctx)
 
 void ConsoleDevice::handle_control(const ControlMessage& m)
 {
-    logger_.debug("control from the driver: {} id {} value {}", event_name(m.event), m.id,
-                  m.value);
+    logger_.debug("control from the driver: {} id {} value {}", event_name(m.event), m.id, m.value);
     std::unique_lock lock(mutex_);
     switch (m.event) {
     case VIRTIO_CONSOLE_DEVICE_READY:
@@ -592,8 +597,8 @@ void ConsoleDevice::send_locked(ControlMessage message)
                      outbox_.size(), event_name(message.event), message.id);
         return;
     }
-    logger_.debug("control to the driver: {} id {} value {}", event_name(message.event),
-                  message.id, message.value);
+    logger_.debug("control to the driver: {} id {} value {}", event_name(message.event), message.id,
+                  message.value);
     outbox_.push_back(message.encode());
     (void)outbox_signal_.signal();
 }

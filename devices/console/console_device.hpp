@@ -62,7 +62,7 @@ namespace vl::console
 
 inline constexpr std::uint32_t kControlReceiveQueue = 2;
 inline constexpr std::uint32_t kControlTransmitQueue = 3;
-inline constexpr std::uint32_t kConfigSize = 12; // struct virtio_console_config
+inline constexpr std::uint32_t kConfigSize = 12;       // struct virtio_console_config
 inline constexpr std::uint32_t kControlHeaderSize = 8; // struct virtio_console_control
 
 [[nodiscard]] constexpr std::uint32_t receive_queue(std::uint32_t port)
@@ -142,9 +142,9 @@ class ConsoleDevice final : public backend::Device
         std::vector<std::byte> pending;
         bool warned_dropping = false;
         // Under mutex_.
-        bool ready = false;       // the driver sent PORT_READY
-        bool guest_open = false;  // the driver's PORT_OPEN
-        bool told_open = false;   // what our last PORT_OPEN said
+        bool ready = false;      // the driver sent PORT_READY
+        bool guest_open = false; // the driver's PORT_OPEN
+        bool told_open = false;  // what our last PORT_OPEN said
     };
 
     ConsoleDevice(const ConsoleConfig& config, Logger logger);

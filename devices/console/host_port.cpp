@@ -44,7 +44,8 @@ Result<UniqueFd> listen_unix(const std::string& path)
     std::memcpy(addr.sun_path, path.data(), path.size()); // length checked by PortSpec
     // A socket file left by an earlier run would make bind fail; only
     // sockets are removed, never other files.
-    struct stat st{};
+    struct stat st {
+    };
     if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode))
         ::unlink(path.c_str());
     if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) < 0)
@@ -97,7 +98,8 @@ Result<std::unique_ptr<HostPort>> HostPort::open(const PortSpec& spec)
     if (::tcsetattr(port->pty_slave_.get(), TCSANOW, &tio) < 0)
         return Error::from_errno(fmt::format("tcsetattr {}", port->pty_path_));
     if (!spec.path.empty()) {
-        struct stat st{};
+        struct stat st {
+        };
         if (::lstat(spec.path.c_str(), &st) == 0) {
             if (!S_ISLNK(st.st_mode))
                 return Error(fmt::format("{} exists and is not a symlink; choose another path for "

@@ -67,8 +67,8 @@ TEST(CommandLine, ErrorsNameTheOption)
 TEST(CommandLine, RepeatableOptionsKeepEveryValueInOrder)
 {
     const std::vector<OptionSpec> options{{"port", 'p', "SPEC", "", true}, {"one", 0, "N", ""}};
-    auto cl = CommandLine::parse(std::vector<std::string>{"--port", "a", "-pb", "--port=c"},
-                                 options);
+    auto cl =
+        CommandLine::parse(std::vector<std::string>{"--port", "a", "-pb", "--port=c"}, options);
     ASSERT_TRUE(cl.ok()) << cl.error().message();
     EXPECT_EQ(cl->values("port"), (std::vector<std::string>{"a", "b", "c"}));
     EXPECT_EQ(cl->value("port"), "c");

@@ -285,22 +285,19 @@ TEST_F(ConsoleQueues, MultiportBringUpInTheSpecOrder)
 {
     offer_control(12);
     send(0xffffffff, VIRTIO_CONSOLE_DEVICE_READY, 1);
-    EXPECT_EQ(received(), (std::vector<ControlMessage>{
-                              message(0, VIRTIO_CONSOLE_PORT_ADD, 1),
-                              message(1, VIRTIO_CONSOLE_PORT_ADD, 1),
-                              message(2, VIRTIO_CONSOLE_PORT_ADD, 1)}));
+    EXPECT_EQ(received(), (std::vector<ControlMessage>{message(0, VIRTIO_CONSOLE_PORT_ADD, 1),
+                                                       message(1, VIRTIO_CONSOLE_PORT_ADD, 1),
+                                                       message(2, VIRTIO_CONSOLE_PORT_ADD, 1)}));
     // Port 0: the console, its pty always connected (size 0x0: no RESIZE).
     send(0, VIRTIO_CONSOLE_PORT_READY, 1);
-    EXPECT_EQ(received(), (std::vector<ControlMessage>{
-                              message(0, VIRTIO_CONSOLE_CONSOLE_PORT, 1),
-                              message(0, VIRTIO_CONSOLE_PORT_OPEN, 1)}));
+    EXPECT_EQ(received(), (std::vector<ControlMessage>{message(0, VIRTIO_CONSOLE_CONSOLE_PORT, 1),
+                                                       message(0, VIRTIO_CONSOLE_PORT_OPEN, 1)}));
     // Port 1: named, a socket nobody is connected to yet.
     send(1, VIRTIO_CONSOLE_PORT_READY, 1);
     EXPECT_EQ(received(), (std::vector<ControlMessage>{
                               message(1, VIRTIO_CONSOLE_PORT_NAME, 1, "org.test.log")}));
     send(2, VIRTIO_CONSOLE_PORT_READY, 1);
-    EXPECT_EQ(received(),
-              (std::vector<ControlMessage>{message(2, VIRTIO_CONSOLE_PORT_OPEN, 1)}));
+    EXPECT_EQ(received(), (std::vector<ControlMessage>{message(2, VIRTIO_CONSOLE_PORT_OPEN, 1)}));
     // A repeated PORT_READY tells nothing new; the driver's PORT_OPEN is noted.
     send(2, VIRTIO_CONSOLE_PORT_READY, 1);
     send(1, VIRTIO_CONSOLE_PORT_OPEN, 1);
@@ -328,8 +325,8 @@ TEST_F(ConsoleQueues, HostileControlMessagesAreIgnoredAndTheDeviceGoesOn)
     send(0, VIRTIO_CONSOLE_PORT_READY, 1); // before DEVICE_READY
     std::array<std::byte, 4> short_message{};
     send_raw(short_message);
-    send(0, 42, 1);                                // an unknown event
-    send(0, VIRTIO_CONSOLE_PORT_ADD, 1);           // device -> driver events
+    send(0, 42, 1);                      // an unknown event
+    send(0, VIRTIO_CONSOLE_PORT_ADD, 1); // device -> driver events
     send(0, VIRTIO_CONSOLE_RESIZE, 1);
     send(0, VIRTIO_CONSOLE_PORT_NAME, 1);
     EXPECT_TRUE(received().empty());
@@ -342,7 +339,7 @@ TEST_F(ConsoleQueues, HostileControlMessagesAreIgnoredAndTheDeviceGoesOn)
     send(0xffffffff, VIRTIO_CONSOLE_DEVICE_READY, 1);
     EXPECT_EQ(received().size(), 3U);
     send(0xffffffff, VIRTIO_CONSOLE_DEVICE_READY, 1); // twice
-    send(3, VIRTIO_CONSOLE_PORT_READY, 1);           // ports are 0..2
+    send(3, VIRTIO_CONSOLE_PORT_READY, 1);            // ports are 0..2
     send(0xffffffff, VIRTIO_CONSOLE_PORT_READY, 1);
     send(7, VIRTIO_CONSOLE_PORT_OPEN, 1);
     send(1, VIRTIO_CONSOLE_PORT_READY, 0); // the driver failed the port
@@ -350,8 +347,7 @@ TEST_F(ConsoleQueues, HostileControlMessagesAreIgnoredAndTheDeviceGoesOn)
     EXPECT_FALSE(cq.ctx().queue().broken());
     // Still works.
     send(2, VIRTIO_CONSOLE_PORT_READY, 1);
-    EXPECT_EQ(received(),
-              (std::vector<ControlMessage>{message(2, VIRTIO_CONSOLE_PORT_OPEN, 1)}));
+    EXPECT_EQ(received(), (std::vector<ControlMessage>{message(2, VIRTIO_CONSOLE_PORT_OPEN, 1)}));
 }
 
 TEST_F(ConsoleQueues, TooSmallControlBufferDropsTheMessageNotTheQueue)
@@ -359,8 +355,8 @@ TEST_F(ConsoleQueues, TooSmallControlBufferDropsTheMessageNotTheQueue)
     device_ready();
     offer_control(1, 10); // PORT_NAME of port 1 needs 8 + 12 bytes
     send(1, VIRTIO_CONSOLE_PORT_READY, 1);
-    ASSERT_TRUE(device_->handle_event(q(kControlReceiveQueue).ctx(), ConsoleDevice::kOutboxToken)
-                    .ok());
+    ASSERT_TRUE(
+        device_->handle_event(q(kControlReceiveQueue).ctx(), ConsoleDevice::kOutboxToken).ok());
     EXPECT_EQ(device_->outbox_size(), 0U);
     EXPECT_FALSE(q(kControlReceiveQueue).ctx().queue().broken());
 }
@@ -459,8 +455,7 @@ TEST_F(ConsoleQueues, UnixClientComesAndGoes)
     UniqueFd client = connect_client(dir_.file("log.sock"));
     ASSERT_TRUE(device_->handle_event(q(4).ctx(), ConsoleDevice::kAcceptToken).ok());
     EXPECT_TRUE(device_->host(1).connected());
-    EXPECT_EQ(received(),
-              (std::vector<ControlMessage>{message(1, VIRTIO_CONSOLE_PORT_OPEN, 1)}));
+    EXPECT_EQ(received(), (std::vector<ControlMessage>{message(1, VIRTIO_CONSOLE_PORT_OPEN, 1)}));
 
     // The bytes wait until a guest process opens the port (the driver
     // drops data for a closed port).
@@ -490,8 +485,7 @@ TEST_F(ConsoleQueues, UnixClientComesAndGoes)
     ASSERT_TRUE(backend::test::readable_within(device_->host(1).wait_fd(), 5s));
     ASSERT_TRUE(device_->handle_event(q(4).ctx(), ConsoleDevice::kHostInputToken).ok());
     EXPECT_FALSE(device_->host(1).connected());
-    EXPECT_EQ(received(),
-              (std::vector<ControlMessage>{message(1, VIRTIO_CONSOLE_PORT_OPEN, 0)}));
+    EXPECT_EQ(received(), (std::vector<ControlMessage>{message(1, VIRTIO_CONSOLE_PORT_OPEN, 0)}));
     EXPECT_TRUE(watched(4, listener, ConsoleDevice::kAcceptToken));
     EXPECT_FALSE(q(4).used().has_value()); // the buffer waits for the next client
 }
