@@ -13,7 +13,8 @@ set(VL_CONFIG_DIR "/etc/virtio-loopback" CACHE STRING "Where the units read thei
 set(VL_MODPROBE "/sbin/modprobe" CACHE STRING "modprobe, for the adapter unit")
 set(VL_UDEVADM "/bin/udevadm" CACHE STRING "udevadm, for the adapter unit")
 
-set(VL_PROGRAMS virtio-loopback-adapter vhost-user-blk vhost-user-input vhost-user-rng)
+set(VL_PROGRAMS virtio-loopback-adapter vhost-user-blk vhost-user-input vhost-user-rng
+                vhost-user-console)
 # The back-end library for third-party devices, top to bottom (link order).
 set(VL_BACKEND_LIBS vl_backend vl_vhost_user vl_virtqueue vl_base)
 
@@ -52,6 +53,7 @@ install(FILES ${CMAKE_BINARY_DIR}/packaging/virtio-loopback-backend.pc
 # ---- system integration: units, udev rule, users --------------------------
 set(VL_BINDIR ${CMAKE_INSTALL_FULL_BINDIR})
 foreach(unit vhost-user-blk@.service vhost-user-input@.service vhost-user-rng@.service
+             vhost-user-console@.service
              virtio-loopback-adapter.service)
   configure_file(${CMAKE_CURRENT_LIST_DIR}/systemd/${unit}.in
                  ${CMAKE_BINARY_DIR}/packaging/systemd/${unit} @ONLY)
@@ -104,6 +106,7 @@ if(NOT VL_MAN_PAGES STREQUAL "OFF")
     set(VL_MAN_NAME_vhost-user-blk "vhost-user virtio-blk back-end for a disk image or block device")
     set(VL_MAN_NAME_vhost-user-input "vhost-user virtio-input back-end: evdev passthrough or synthetic events")
     set(VL_MAN_NAME_vhost-user-rng "vhost-user virtio-rng back-end fed by getrandom()")
+    set(VL_MAN_NAME_vhost-user-console "vhost-user virtio-console back-end: ports bridged to ptys or Unix sockets")
     set(pages)
     foreach(program IN LISTS VL_PROGRAMS)
       set(page ${CMAKE_BINARY_DIR}/man/${program}.1)

@@ -109,7 +109,7 @@ Result<CommandLine> CommandLine::parse(std::span<const std::string> args,
         }
         if (spec == nullptr)
             return usage(fmt::format("unknown option {}", shown));
-        if (cl.values_.contains(spec->long_name))
+        if (cl.values_.contains(spec->long_name) && !spec->repeatable)
             return usage(fmt::format("--{} is given more than once", spec->long_name));
         if (spec->value_name.empty()) {
             if (inline_value && arg.starts_with("--"))
@@ -126,6 +126,8 @@ Result<CommandLine> CommandLine::parse(std::span<const std::string> args,
             inline_value = args[++i];
         }
         cl.values_[spec->long_name] = *inline_value;
+        if (spec->repeatable)
+            cl.repeated_[spec->long_name].push_back(*inline_value);
     }
     return cl;
 }
@@ -141,6 +143,12 @@ std::optional<std::string> CommandLine::value(std::string_view long_name) const
     if (it == values_.end())
         return std::nullopt;
     return it->second;
+}
+
+std::vector<std::string> CommandLine::values(std::string_view long_name) const
+{
+    auto it = repeated_.find(long_name);
+    return it == repeated_.end() ? std::vector<std::string>{} : it->second;
 }
 
 Result<std::optional<std::uint64_t>> CommandLine::number(std::string_view long_name,

@@ -45,6 +45,8 @@ struct OptionSpec {
     char short_name = 0;    // 'r' for -r; 0 for none
     std::string value_name; // "BYTES_PER_SEC"; empty for a flag without a value
     std::string help;
+    // May be given several times (--port A --port B); values() has them all.
+    bool repeatable = false;
 };
 
 // What a device program is, for --help, --version and --print-capabilities.
@@ -63,8 +65,8 @@ struct ProgramInfo {
 // A command line parsed against the common and a device's options: the
 // values as given, to be validated into config objects. Accepts --name=VALUE,
 // --name VALUE, -n VALUE and -nVALUE; "--" ends the options. Positional
-// arguments, unknown options, a missing value and an option given twice are
-// errors whose messages name the option.
+// arguments, unknown options, a missing value and an option given twice
+// (unless it is repeatable) are errors whose messages name the option.
 class CommandLine
 {
   public:
@@ -74,6 +76,9 @@ class CommandLine
 
     [[nodiscard]] bool has(std::string_view long_name) const;
     [[nodiscard]] std::optional<std::string> value(std::string_view long_name) const;
+    // Every value of a repeatable option, in command line order (value()
+    // gives the last one).
+    [[nodiscard]] std::vector<std::string> values(std::string_view long_name) const;
     // A decimal whole number (nullopt when the option is absent); `what`
     // says what the number is ("bytes per second") in the error message.
     [[nodiscard]] Result<std::optional<std::uint64_t>> number(std::string_view long_name,
@@ -81,6 +86,7 @@ class CommandLine
 
   private:
     std::map<std::string, std::string, std::less<>> values_; // flags map to ""
+    std::map<std::string, std::vector<std::string>, std::less<>> repeated_;
 };
 
 // The common options, validated.

@@ -26,6 +26,7 @@ version=$(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' "$build/CMakeCache.txt")
 expected=(
 	"$prefix/bin/virtio-loopback-adapter" "$prefix/bin/vhost-user-blk"
 	"$prefix/bin/vhost-user-input" "$prefix/bin/vhost-user-rng"
+	"$prefix/bin/vhost-user-console"
 	"$libdir/libvl_backend.a" "$libdir/libvl_vhost_user.a" "$libdir/libvl_virtqueue.a"
 	"$libdir/libvl_base.a" "$libdir/pkgconfig/virtio-loopback-backend.pc"
 	"$prefix/include/virtio-loopback/backend/device.hpp"
@@ -39,11 +40,11 @@ expected=(
 	"$prefix/share/doc/virtio-loopback/examples/example-device/pattern_device.cpp"
 )
 units=$(under_prefix "$(cache VL_SYSTEMD_UNIT_DIR)")
-for unit in vhost-user-blk@ vhost-user-input@ vhost-user-rng@ virtio-loopback-adapter; do
+for unit in vhost-user-blk@ vhost-user-input@ vhost-user-rng@ vhost-user-console@ virtio-loopback-adapter; do
 	expected+=("$units/$unit.service")
 done
 if [[ -d $build/man ]]; then
-	for program in virtio-loopback-adapter vhost-user-blk vhost-user-input vhost-user-rng; do
+	for program in virtio-loopback-adapter vhost-user-blk vhost-user-input vhost-user-rng vhost-user-console; do
 		expected+=("$prefix/share/man/man1/$program.1")
 	done
 fi
@@ -58,7 +59,7 @@ for f in "${expected[@]}"; do
 	[[ -f $dest$f ]] || { echo "install-tree: missing $f" >&2; missing=1; }
 done
 ((missing == 0)) || die "the installed tree is incomplete"
-for program in virtio-loopback-adapter vhost-user-blk vhost-user-input vhost-user-rng; do
+for program in virtio-loopback-adapter vhost-user-blk vhost-user-input vhost-user-rng vhost-user-console; do
 	[[ -x $dest$prefix/bin/$program ]] || die "$prefix/bin/$program is not executable"
 	"$dest$prefix/bin/$program" --version >/dev/null || die "$program --version failed"
 done

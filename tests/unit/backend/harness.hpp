@@ -15,11 +15,13 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <future>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -74,6 +76,29 @@ inline bool readable_within(int fd, std::chrono::milliseconds timeout)
     pollfd p{fd, POLLIN, 0};
     return ::poll(&p, 1, static_cast<int>(timeout.count())) == 1;
 }
+
+// A fresh folder, removed with its contents at the end.
+class TempDir
+{
+  public:
+    // Under /var/tmp by default, a disk file system on most machines (/tmp
+    // may be tmpfs, which refuses O_DIRECT before Linux 6.6).
+    explicit TempDir(const std::string& parent = "/var/tmp")
+    {
+        std::string pattern = parent + "/vl-test-XXXXXX";
+        if (::mkdtemp(pattern.data()) == nullptr)
+            throw std::runtime_error("mkdtemp failed");
+        path_ = pattern;
+    }
+    ~TempDir() { std::filesystem::remove_all(path_); }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
+    [[nodiscard]] const std::string& path() const { return path_; }
+
+  private:
+    std::string path_;
+};
 
 // ---------------------------------------------------------------------------
 // The test device

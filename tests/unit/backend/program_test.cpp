@@ -64,6 +64,20 @@ TEST(CommandLine, ErrorsNameTheOption)
     EXPECT_EQ(error_of({"--", "stray"}), "unexpected argument 'stray'");
 }
 
+TEST(CommandLine, RepeatableOptionsKeepEveryValueInOrder)
+{
+    const std::vector<OptionSpec> options{{"port", 'p', "SPEC", "", true}, {"one", 0, "N", ""}};
+    auto cl =
+        CommandLine::parse(std::vector<std::string>{"--port", "a", "-pb", "--port=c"}, options);
+    ASSERT_TRUE(cl.ok()) << cl.error().message();
+    EXPECT_EQ(cl->values("port"), (std::vector<std::string>{"a", "b", "c"}));
+    EXPECT_EQ(cl->value("port"), "c");
+    EXPECT_TRUE(cl->values("one").empty());
+    auto twice = CommandLine::parse(std::vector<std::string>{"--one", "1", "--one", "2"}, options);
+    ASSERT_FALSE(twice.ok());
+    EXPECT_EQ(twice.error().message(), "--one is given more than once");
+}
+
 TEST(CommandLine, NumbersAreWholeDecimalNumbers)
 {
     const std::vector<OptionSpec> options{{"rate", 0, "N", ""}};

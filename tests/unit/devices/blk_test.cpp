@@ -24,6 +24,7 @@
 #include <numeric>
 
 #include "backend/frontend_notifier.hpp"
+#include "backend/harness.hpp"
 #include "backend/program.hpp"
 #include "backend/session.hpp"
 #include "base/mapping.hpp"
@@ -223,26 +224,7 @@ TEST(ConsumeIovecs, DropsWhatAShortTransferDid)
 // ---------------------------------------------------------------------------
 // Test bench
 
-class TempDir
-{
-  public:
-    // Under /var/tmp by default, a disk file system on most machines (/tmp
-    // may be tmpfs, which refuses O_DIRECT before Linux 6.6).
-    explicit TempDir(const std::string& parent = "/var/tmp")
-    {
-        std::string pattern = parent + "/vl-blk-test-XXXXXX";
-        if (::mkdtemp(pattern.data()) == nullptr)
-            throw std::runtime_error("mkdtemp failed");
-        path_ = pattern;
-    }
-    ~TempDir() { fs::remove_all(path_); }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
-
-  private:
-    std::string path_;
-};
+using backend::test::TempDir;
 
 // statfs's f_type of the file system `path` is on; 0 if it cannot be told.
 std::uint64_t fs_type_of(const std::string& path)

@@ -79,21 +79,7 @@ class StderrCapture
     UniqueFd saved_;
 };
 
-class TempDir
-{
-  public:
-    TempDir()
-    {
-        std::string pattern = fs::temp_directory_path() / "vl-input-test-XXXXXX";
-        EXPECT_NE(::mkdtemp(pattern.data()), nullptr);
-        path_ = pattern;
-    }
-    ~TempDir() { fs::remove_all(path_); }
-    [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
-
-  private:
-    std::string path_;
-};
+using backend::test::TempDir;
 
 bool readable_within(int fd, std::chrono::milliseconds timeout)
 {

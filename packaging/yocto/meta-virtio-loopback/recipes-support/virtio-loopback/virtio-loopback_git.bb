@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
-SUMMARY = "virtio-loopback: adapter and vhost-user back-ends (blk, input, rng)"
+SUMMARY = "virtio-loopback: adapter and vhost-user back-ends (blk, input, rng, console)"
 DESCRIPTION = "virtio-loopback-adapter connects vhost-user back-ends to the \
 virtio-loopback kernel transport, so that this machine's own virtio drivers \
-use them; with the vhost-user-blk, -input and -rng back-ends, their systemd \
+use them; with the vhost-user-blk, -input, -rng and -console back-ends, their systemd \
 units, udev rule and users, and the back-end library for other devices."
 LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
@@ -33,7 +33,8 @@ EXTRA_OECMAKE = "-DVL_BUILD_TESTS=OFF -DVL_FUZZ=OFF -DVL_MAN_PAGES=OFF \
 # the adapter needs /etc/virtio-loopback/adapter.conf. Enable them in an
 # image recipe or a bbappend once the configuration is there.
 SYSTEMD_SERVICE:${PN} = "virtio-loopback-adapter.service vhost-user-blk@.service \
-                         vhost-user-input@.service vhost-user-rng@.service"
+                         vhost-user-input@.service vhost-user-rng@.service \
+                         vhost-user-console@.service"
 SYSTEMD_AUTO_ENABLE:${PN} = "disable"
 
 # The users the units run as (also in sysusers.d/virtio-loopback.conf, for
