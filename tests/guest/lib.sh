@@ -152,8 +152,8 @@ start_virtiofsd() { # dir socket
 }
 
 # Starts DPDK's dpdk-testpmd with one vhost-user port per SOCKET (no
-# hugepages, no PCI), forwarding each port's packets to the next (io mode);
-# sets testpmd_pid. Its log is /tmp/testpmd.log.
+# hugepages, no PCI, a small mbuf pool), forwarding each port's packets to
+# its pair (io mode); sets testpmd_pid. Its log is /tmp/testpmd.log.
 start_testpmd() { # socket...
 	vdevs= port=0
 	for sock in "$@"; do
@@ -162,11 +162,13 @@ start_testpmd() { # socket...
 		port=$((port + 1))
 	done
 	# shellcheck disable=SC2086 # one word per option
-	dpdk-testpmd -l 0,1 --no-huge -m 256 --no-pci --no-shconf --log-level=user1,info $vdevs \
-		-- --forward-mode=io --stats-period=60 >/tmp/testpmd.log 2>&1 &
+	dpdk-testpmd -l 0,1 --no-huge -m 64 --no-pci --no-shconf $vdevs \
+		-- --forward-mode=io --total-num-mbufs=4096 --disable-link-check --stats-period=60 \
+		>/tmp/testpmd.log 2>&1 &
 	testpmd_pid=$!
 	for sock in "$@"; do
-		wait_for_file "$sock" 30 || { cat /tmp/testpmd.log; fail "dpdk-testpmd did not create $sock"; }
+		wait_until 30 "[ -e $sock ] || ! kill -0 $testpmd_pid 2>/dev/null" && [ -e "$sock" ] ||
+			{ cat /tmp/testpmd.log; fail "dpdk-testpmd did not create $sock"; }
 	done
 }
 
