@@ -23,7 +23,7 @@ constexpr std::uint64_t kTransportBits = ((bit(50) - 1) & ~(bit(24) - 1));
 constexpr std::uint64_t kTransportBitsKept =
     bit(virtq::kFeatureIndirectDesc) | bit(virtq::kFeatureEventIdx) | bit(kFeatureVersion1);
 
-Result<std::uint32_t> plan_queues(const DeviceSpec& spec, const BackendOffer& offer)
+Result<std::uint32_t> choose_queues(const DeviceSpec& spec, const BackendOffer& offer)
 {
     const DeviceType& type = *spec.type;
     const std::uint32_t limit = type.max_queues ? type.max_queues : VIRTIO_LOOPBACK_MAX_QUEUES;
@@ -38,17 +38,31 @@ Result<std::uint32_t> plan_queues(const DeviceSpec& spec, const BackendOffer& of
         return spec.num_queues.value_or(type.num_queues);
     if (*offer.num_queues == 0)
         return Error(fmt::format("the back-end at {} reports 0 queues", spec.socket), EINVAL);
+    const std::uint64_t offered =
+        type.counts_queue_pairs ? 2 * *offer.num_queues : *offer.num_queues;
     if (spec.num_queues)
-        return static_cast<std::uint32_t>(std::min<std::uint64_t>(*spec.num_queues, *offer.num_queues));
+        return static_cast<std::uint32_t>(std::min<std::uint64_t>(*spec.num_queues, offered));
     if (type.max_queues)
-        return static_cast<std::uint32_t>(std::min<std::uint64_t>(type.max_queues, *offer.num_queues));
-    if (*offer.num_queues > limit)
+        return static_cast<std::uint32_t>(std::min<std::uint64_t>(type.max_queues, offered));
+    if (offered > limit)
         return Error(fmt::format("the back-end at {} offers {} queues, more than the transport's "
                                  "limit of {}: give -qn N (--num-queues, at most {}), or start "
                                  "the back-end with fewer queues",
-                                 spec.socket, *offer.num_queues, limit, limit),
+                                 spec.socket, offered, limit, limit),
                      EINVAL);
-    return static_cast<std::uint32_t>(*offer.num_queues);
+    return static_cast<std::uint32_t>(offered);
+}
+
+Result<std::uint32_t> plan_queues(const DeviceSpec& spec, const BackendOffer& offer)
+{
+    VL_TRY_ASSIGN(std::uint32_t queues, choose_queues(spec, offer));
+    if (queues < spec.type->min_queues)
+        return Error(fmt::format("a {} device needs at least {} queues, not {}: give -qn {} or "
+                                 "more (and a back-end that offers as many)",
+                                 spec.type->name, spec.type->min_queues, queues,
+                                 spec.type->min_queues),
+                     EINVAL);
+    return queues;
 }
 
 Result<std::vector<std::byte>> plan_config(const DeviceSpec& spec, const BackendOffer& offer,

@@ -64,7 +64,7 @@ constexpr std::uint64_t kNetWithheld = bit(2) | bit(3) | bit(5) | bits(17, 23) |
 // Config sizes are those of the virtio spec's device configuration layouts
 // (the parts a driver may read). Windows hold the rings and the bounce
 // buffers of all requests in flight.
-const std::array kTypes = {
+constexpr std::array kTypes = {
     DeviceType{"blk", VIRTIO_ID_BLOCK, 60, 1, 256, 16, true, "block device (virtio-blk)",
                kBlkFeatures},
     DeviceType{"input", VIRTIO_ID_INPUT, 136, 2, 64, 1, false, "input device (virtio-input)", 0},
@@ -78,9 +78,9 @@ const std::array kTypes = {
                bits(0, 2)},
     DeviceType{"i2c", VIRTIO_ID_I2C_ADAPTER, 0, 1, 64, 1, true, "I2C adapter (virtio-i2c)", bit(0)},
     DeviceType{"fs", VIRTIO_ID_FS, 40, 2, 128, 16, false, "file system (virtio-fs, --tag)",
-               bit(0), /*withheld: NOTIFICATION*/ bit(0), 0, kFsTagSize, fs_config},
+               bit(0), /*withheld: NOTIFICATION*/ bit(0), 0, 2, false, kFsTagSize, fs_config},
     DeviceType{"net", VIRTIO_ID_NET, 12, 2, 256, 16, false, "network interface (virtio-net)",
-               kNetFeatures, kNetWithheld, 2, 0, net_config},
+               kNetFeatures, kNetWithheld, 2, 2, true, 0, net_config},
     DeviceType{"generic", 0, 0, 1, 64, 4, false, "any virtio device (--virtio-id N)"},
 };
 

@@ -43,6 +43,12 @@ struct DeviceType {
     // Most queues the adapter can wire for this type (0: the transport's
     // limit); net without a control queue has one receive/transmit pair.
     std::uint32_t max_queues = 0;
+    // Fewest queues the driver works with (fs: the high-priority queue and
+    // a request queue; net: receive and transmit).
+    std::uint32_t min_queues = 1;
+    // The back-end's queue count (GET_QUEUE_NUM) counts receive/transmit
+    // pairs, as vhost-user front-ends read it for net.
+    bool counts_queue_pairs = false;
     // Size of the config space's tag field (--tag); 0: the type has none.
     std::uint32_t tag_size = 0;
     // Set for types whose back-ends do not provide the config space (as for

@@ -76,16 +76,18 @@ names; "[device]" starts a device; '#' starts a comment. Example:
   device = rng
 
 Back-ends are checked before anything reaches the kernel: device feature
-bits the type does not define, a config space shorter than the type's, or
-more queues than the transport takes are refused with the option to fix.
+bits the type does not define, a config space shorter than the type's, more
+queues than the transport takes or fewer than the driver needs are refused
+with the option to fix.
 
 Examples (third-party back-ends):
   /usr/lib/qemu/virtiofsd --socket-path=/run/vfs.sock -o source=/srv/share &
   virtio-loopback-adapter -s /run/vfs.sock -d fs --tag share &
   mount -t virtiofs share /mnt
 
-  dpdk-testpmd --no-huge -m 512 --no-pci --vdev 'net_vhost0,iface=/run/vhost-net0.sock' \
-      --vdev 'net_vhost1,iface=/run/vhost-net1.sock' -- --forward-mode=io -a &
+  dpdk-testpmd -l 0,1 --no-huge -m 64 --no-pci --vdev net_vhost0,iface=/run/vhost-net0.sock \
+      --vdev net_vhost1,iface=/run/vhost-net1.sock \
+      -- --forward-mode=io --total-num-mbufs=4096 --disable-link-check &
   virtio-loopback-adapter -s /run/vhost-net0.sock -d net -s /run/vhost-net1.sock -d net
 
 Signals: SIGTERM and SIGINT remove the devices and exit with status 0.

@@ -142,5 +142,19 @@ TEST(Plan, RefusesMoreQueuesThanTheTransportTakes)
     EXPECT_NE(message.find("-qn 2"), std::string::npos) << message;
 }
 
+TEST(Plan, RefusesFewerQueuesThanTheDriverNeeds)
+{
+    // virtio-fs needs the high-priority queue and a request queue.
+    auto message = plan_error(spec_for({"-s", "/s", "-d", "fs", "--tag", "t", "-qn", "1"}),
+                              {kVersion1, std::nullopt, std::nullopt});
+    EXPECT_NE(message.find("at least 2 queues, not 1"), std::string::npos) << message;
+    EXPECT_NE(message.find("-qn 2"), std::string::npos) << message;
+    plan_error(spec_for({"-s", "/s", "-d", "net", "-qn", "1"}), {kVersion1, 1, {}});
+    // A net back-end's count is of pairs: one pair is two queues.
+    auto plan = plan_device(spec_for({"-s", "/s", "-d", "net"}), {kVersion1, 1, {}});
+    ASSERT_TRUE(plan.ok()) << plan.error().message();
+    EXPECT_EQ(plan->num_queues, 2u);
+}
+
 } // namespace
 } // namespace vl::adapter
