@@ -10,7 +10,7 @@
 
 #include <fmt/format.h>
 
-#include "virtqueue/ring.hpp"
+#include "device_plan.hpp"
 #include "vhost_user/backend_channel.hpp"
 
 namespace vl::adapter {
@@ -23,12 +23,6 @@ constexpr std::uint64_t bit(unsigned n) { return std::uint64_t{1} << n; }
 
 constexpr unsigned kFeatureVersion1 = 32;
 constexpr unsigned kFeatureAccessPlatform = 33;
-
-// Transport feature bits (24..49) the kernel device may offer; device bits
-// (0..23, 50..63) pass through unchanged.
-constexpr std::uint64_t kTransportBits = ((bit(50) - 1) & ~(bit(24) - 1));
-constexpr std::uint64_t kTransportBitsKept =
-    bit(virtq::kFeatureIndirectDesc) | bit(virtq::kFeatureEventIdx) | bit(kFeatureVersion1);
 
 // The protocol features the adapter uses when the back-end offers them.
 constexpr std::uint64_t kWantedProtocolFeatures =
@@ -228,31 +222,27 @@ void DeviceLink::drop_backend()
 
 Status DeviceLink::create_device()
 {
-    std::uint32_t queues = spec_.num_queues.value_or(spec_.type->num_queues);
+    BackendOffer offer;
+    offer.features = backend_features_;
     if (vu::has(protocol_features_, vu::ProtocolFeature::mq)) {
-        VL_TRY_ASSIGN(std::uint64_t backend_queues, backend_->get_queue_num());
-        if (backend_queues == 0)
-            return Error("the back-end reports 0 queues");
-        queues = static_cast<std::uint32_t>(
-            std::min<std::uint64_t>(spec_.num_queues.value_or(static_cast<std::uint32_t>(backend_queues)),
-                                    backend_queues));
+        VL_TRY_ASSIGN(offer.num_queues, backend_->get_queue_num());
     }
+    if (config_from_backend(spec_) && vu::has(protocol_features_, vu::ProtocolFeature::config)) {
+        VL_TRY_ASSIGN(offer.config, backend_->get_config(0, spec_.config_size));
+    }
+    // Everything is checked before the kernel hears of the device.
+    VL_TRY_ASSIGN(DevicePlan plan, plan_device(spec_, offer));
+    const std::uint32_t queues = plan.num_queues;
     num_queues_ = queues;
 
     loopback::DeviceParams params;
     params.device_id = spec_.virtio_id;
-    params.features = backend_features_ & (~kTransportBits | kTransportBitsKept);
+    params.features = plan.features;
     params.num_queues = queues;
     params.max_queue_size = spec_.queue_size;
     params.window_size = spec_.window_bytes;
     params.timeout_ms = settings_.reply_timeout_ms;
-    if (spec_.config_size) {
-        if (!vu::has(protocol_features_, vu::ProtocolFeature::config))
-            return Error(fmt::format("the back-end does not offer the CONFIG protocol feature, "
-                                     "which a {} device needs to report its config space",
-                                     spec_.type->name));
-        VL_TRY_ASSIGN(params.config, backend_->get_config(0, spec_.config_size));
-    }
+    params.config = std::move(plan.config);
     offered_features_ = params.features;
 
     VL_TRY_ASSIGN(auto control, loopback::ControlFile::open(settings_.control_path));
@@ -386,7 +376,8 @@ Status DeviceLink::on_config_write(std::uint32_t offset, std::span<const std::by
 {
     if (state_ != State::running)
         return Error("the back-end is away; the config write is lost", EIO);
-    if (!vu::has(protocol_features_, vu::ProtocolFeature::config))
+    // A config space the adapter built is read-only (virtio-fs, -net).
+    if (!config_from_backend(spec_) || !vu::has(protocol_features_, vu::ProtocolFeature::config))
         return ok_status();
     VL_TRY(backend_->set_config(offset, data));
     // The write may change what the driver reads next (virtio-input's
@@ -396,7 +387,7 @@ Status DeviceLink::on_config_write(std::uint32_t offset, std::span<const std::by
 
 Status DeviceLink::refresh_config(bool notify)
 {
-    if (!spec_.config_size || !control_)
+    if (!config_from_backend(spec_) || !control_)
         return ok_status();
     VL_TRY_ASSIGN(auto config, backend_->get_config(0, spec_.config_size));
     return control_->set_config(0, config, notify);

@@ -5,16 +5,25 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace vl::adapter {
 
-// What the adapter knows about a kind of device: its virtio id, how many
-// config bytes to fetch from the back-end, and defaults for its queues and
-// DMA window. Anything else comes from the back-end itself.
+// What an adapter-built config space is made from (see DeviceType::adapter_config).
+struct ConfigInputs {
+    std::string_view tag;     // --tag (types with a tag field)
+    std::uint32_t num_queues; // queues the kernel device gets
+};
+
+// What the adapter knows about a kind of device: its virtio id, its config
+// space (fetched from the back-end, or built by the adapter for back-ends
+// that leave it to the front-end), the device feature bits the type
+// defines, and defaults for its queues and DMA window. Anything else comes
+// from the back-end itself.
 struct DeviceType {
     std::string_view name;
     std::uint32_t virtio_id;       // 0 for "generic": --virtio-id is required
-    std::uint32_t config_size;     // bytes of virtio config space
+    std::uint32_t config_size;     // bytes of virtio config space the driver may read
     std::uint32_t num_queues;      // used when the back-end has no MQ
     std::uint32_t queue_size;      // default ring size
     std::uint32_t window_mib;      // default DMA window
@@ -24,6 +33,28 @@ struct DeviceType {
     // back-end is stuck, and the stall watchdog apply.
     bool prompt_requests;
     std::string_view description;
+    // Device feature bits (0..23 and 50..63) the virtio spec defines for
+    // this type; a back-end offering others is not this type of device.
+    std::uint64_t device_features = ~std::uint64_t{0};
+    // Defined bits that need a front-end's help the adapter does not give
+    // (a control queue it would have to serve, config fields it does not
+    // fill): never offered to the driver.
+    std::uint64_t withheld_features = 0;
+    // Most queues the adapter can wire for this type (0: the transport's
+    // limit); net without a control queue has one receive/transmit pair.
+    std::uint32_t max_queues = 0;
+    // Fewest queues the driver works with (fs: the high-priority queue and
+    // a request queue; net: receive and transmit).
+    std::uint32_t min_queues = 1;
+    // The back-end's queue count (GET_QUEUE_NUM) counts receive/transmit
+    // pairs, as vhost-user front-ends read it for net.
+    bool counts_queue_pairs = false;
+    // Size of the config space's tag field (--tag); 0: the type has none.
+    std::uint32_t tag_size = 0;
+    // Set for types whose back-ends do not provide the config space (as for
+    // QEMU's vhost-user-fs and vhost-user-net, the front-end fills it):
+    // builds the config_size bytes. nullptr: the back-end's (GET_CONFIG).
+    std::vector<std::byte> (*adapter_config)(const ConfigInputs&) = nullptr;
 };
 
 // Looks up a name or an alias (the original adapter's vhublk, vhuinput,

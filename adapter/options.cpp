@@ -25,14 +25,21 @@ Each -s/-d pair starts a device; the device options after it apply to it.
 
 Device options:
   -s, --socket PATH        the back-end's vhost-user socket
-  -d, --device TYPE        blk|input|rng|console|gpio|sound|can|vsock|i2c|fs|generic
+  -d, --device TYPE        blk|input|rng|console|gpio|sound|can|vsock|i2c|fs|net|generic
                            (the original adapter's names vhublk, vhuinput,
                            vhurng, vrng, vhusnd, vhugpio, vhucan, vhuconsole,
                            vhuvsock are accepted too)
       --virtio-id N        virtio device id (required for generic)
       --config-size N      bytes of config space to fetch (generic; max 256)
-  -qn, --num-queues N      queues to use (default: the back-end's count, or
-                           the type's default when it has no MQ)
+      --tag TAG            fs: the name the file system is mounted by
+                           (mount -t virtiofs TAG DIR), at most 36 bytes.
+                           virtiofsd has no config space: the adapter
+                           fills it (the tag, one request queue per queue
+                           after the first)
+  -qn, --num-queues N      queues to use, at most 64 (default: the back-end's
+                           count, or the type's default when it has no MQ;
+                           net: 2, one receive/transmit pair, as the adapter
+                           serves no control queue)
   -qs, --queue-size N      ring size, a power of two (default per type)
       --window-mb N        DMA window in MiB (default per type)
 
@@ -67,6 +74,21 @@ names; "[device]" starts a device; '#' starts a comment. Example:
   [device]
   socket = /run/vhost-user-rng.sock
   device = rng
+
+Back-ends are checked before anything reaches the kernel: device feature
+bits the type does not define, a config space shorter than the type's, more
+queues than the transport takes or fewer than the driver needs are refused
+with the option to fix.
+
+Examples (third-party back-ends):
+  /usr/lib/qemu/virtiofsd --socket-path=/run/vfs.sock -o source=/srv/share &
+  virtio-loopback-adapter -s /run/vfs.sock -d fs --tag share &
+  mount -t virtiofs share /mnt
+
+  dpdk-testpmd -l 0,1 --no-huge -m 64 --no-pci --vdev net_vhost0,iface=/run/vhost-net0.sock \
+      --vdev net_vhost1,iface=/run/vhost-net1.sock \
+      -- --forward-mode=io --total-num-mbufs=4096 --disable-link-check &
+  virtio-loopback-adapter -s /run/vhost-net0.sock -d net -s /run/vhost-net1.sock -d net
 
 Signals: SIGTERM and SIGINT remove the devices and exit with status 0.
 Exit status: 0 on SIGTERM/SIGINT, 1 on a runtime error (a back-end that never
@@ -125,6 +147,12 @@ public:
             current().queue_size = size;
             return ok_status();
         }
+        if (key == "tag") {
+            if (value.empty())
+                return Error("--tag wants a name (what 'mount -t virtiofs TAG DIR' mounts)", EINVAL);
+            current().tag = std::string(value);
+            return ok_status();
+        }
         if (key == "window-mb") {
             VL_TRY_ASSIGN(auto mib, parse_in_range("--window-mb", value, 1, 1024));
             current().window_bytes = std::uint64_t{mib} << 20;
@@ -181,6 +209,7 @@ public:
             if (d.type->virtio_id == 0 && d.virtio_id == 0)
                 return Error(fmt::format("device {} is generic: give --virtio-id N", index + 1),
                              EINVAL);
+            VL_TRY(check_tag(d, index + 1));
             if (d.virtio_id == 0)
                 d.virtio_id = d.type->virtio_id;
             if (d.config_size == 0)
@@ -195,6 +224,27 @@ public:
     }
 
 private:
+    static Status check_tag(const DeviceSpec& d, unsigned number)
+    {
+        const std::uint32_t field = d.type->tag_size;
+        if (field == 0 && !d.tag.empty())
+            return Error(fmt::format("device {} ({}): --tag applies to devices with a tag (fs), "
+                                     "not to {}",
+                                     number, d.socket, d.type->name),
+                         EINVAL);
+        if (field != 0 && d.tag.empty())
+            return Error(fmt::format("device {} ({}): a {} device needs --tag TAG, the name it is "
+                                     "mounted by (mount -t virtiofs TAG DIR)",
+                                     number, d.socket, d.type->name),
+                         EINVAL);
+        if (d.tag.size() > field)
+            return Error(fmt::format("device {} ({}): --tag '{}' is {} bytes; the {} config space "
+                                     "holds at most {}: give a shorter --tag",
+                                     number, d.socket, d.tag, d.tag.size(), d.type->name, field),
+                         EINVAL);
+        return ok_status();
+    }
+
     DeviceSpec& current()
     {
         if (!open_ || options_.devices.empty()) {
@@ -240,7 +290,7 @@ struct OptionName {
 constexpr OptionName kOptions[] = {
     {"socket", "-s", true},        {"device", "-d", true},       {"virtio-id", "", true},
     {"config-size", "", true},     {"num-queues", "-qn", true},  {"queue-size", "-qs", true},
-    {"window-mb", "", true},       {"config", "-c", true},       {"control", "", true},
+    {"window-mb", "", true},       {"tag", "", true},            {"config", "-c", true},       {"control", "", true},
     {"connect-timeout", "", true}, {"reconnect-grace", "", true}, {"reply-timeout-ms", "", true},
     {"stall-timeout", "", true},
     {"log-level", "-l", true},     {"list-devices", "", false},  {"help", "-h", false},

@@ -22,6 +22,7 @@ struct DeviceSpec {
     std::optional<std::uint32_t> num_queues; // default: the back-end's (MQ) or the type's
     std::uint32_t queue_size = 0;
     std::uint64_t window_bytes = 0;
+    std::string tag; // --tag: the name a virtio-fs device is mounted by
     std::string name; // for logs: "blk0", "rng1", ...
 };
 

@@ -43,6 +43,7 @@
  * what the rings show.
  */
 #include <linux/file.h>
+#include <linux/fuse.h>
 #include <linux/slab.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
@@ -717,13 +718,16 @@ out:
  * How a buffer that user space will never complete is completed instead.
  * The completion must be a failure the driver understands: virtio-blk
  * reports the status byte (the last device-writable byte), so a zero there
- * would pass stale data as good; the others get zero-filled, zero-length
- * buffers (virtio-input ignores the length, and zeroes decode as an
- * EV_SYN/SYN_REPORT, which is harmless).
+ * would pass stale data as good; virtio-fs reads a FUSE reply header from
+ * the first device-writable buffer (zeroes there would be a successful,
+ * empty reply), so it gets a header with -EIO; the others get zero-filled,
+ * zero-length buffers (virtio-input ignores the length, and zeroes decode
+ * as an EV_SYN/SYN_REPORT, which is harmless).
  */
 enum vl_fail_fill {
 	VL_FAIL_ZERO,
 	VL_FAIL_BLK_STATUS,
+	VL_FAIL_FUSE_HEADER,
 };
 
 static const struct {
@@ -731,6 +735,7 @@ static const struct {
 	enum vl_fail_fill fill;
 } vl_fail_table[] = {
 	{ VIRTIO_ID_BLOCK, VL_FAIL_BLK_STATUS },
+	{ VIRTIO_ID_FS, VL_FAIL_FUSE_HEADER },
 };
 
 static enum vl_fail_fill vl_fail_fill_for(u32 device_id)
@@ -770,8 +775,8 @@ static u32 vl_fail_chain(struct vl_queue *q, u16 head, enum vl_fail_fill fill)
 	struct virtio_device *vdev = &q->vl->vdev;
 	struct vl_window *win = q->vl->window;
 	unsigned int table_len = q->num, budget = q->num, i = head;
-	u64 table = 0, last = 0;	/* 0: the ring's table; no buffer */
-	u32 last_len = 0;
+	u64 table = 0, first = 0, last = 0;	/* 0: the ring's table; no buffer */
+	u32 first_len = 0, last_len = 0;
 	struct vring_desc d;
 
 	while (budget-- && vl_read_desc(q, table, i, &d)) {
@@ -791,6 +796,10 @@ static u32 vl_fail_chain(struct vl_queue *q, u16 head, enum vl_fail_fill fill)
 		}
 		if ((flags & VRING_DESC_F_WRITE) && len &&
 		    (fill != VL_FAIL_ZERO || vl_window_zero(win, addr, len))) {
+			if (!first) {
+				first = addr;
+				first_len = len;
+			}
 			last = addr;
 			last_len = len;
 		}
@@ -805,6 +814,16 @@ static u32 vl_fail_chain(struct vl_queue *q, u16 head, enum vl_fail_fill fill)
 
 		if (vl_window_write(win, last + last_len - 1, &status, 1))
 			return 1;
+	}
+	if (fill == VL_FAIL_FUSE_HEADER && first &&
+	    first_len >= sizeof(struct fuse_out_header)) {
+		struct fuse_out_header out = {
+			.len = sizeof(out),
+			.error = -EIO,
+		};
+
+		if (vl_window_write(win, first, &out, sizeof(out)))
+			return sizeof(out);
 	}
 	return 0;
 }

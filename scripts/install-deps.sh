@@ -18,8 +18,11 @@ PACKAGES=(
 	kmod xz-utils zstd
 	# the guest test bench
 	qemu-system-x86 qemu-utils busybox-static cpio
-	# used inside the guest by the tests
-	fio e2fsprogs util-linux procps
+	# used inside the guest by the tests; third-party back-ends: virtiofsd
+	# (qemu-system-common), dpdk-testpmd with the vhost PMD (dpdk-dev,
+	# librte-net-vhost23); ping for the net test
+	fio e2fsprogs util-linux procps qemu-system-common
+	dpdk-dev librte-net-vhost23 iputils-ping
 	# benchmarks (make bench): the vdpa tool, plots
 	iproute2 gnuplot-nox python3
 	# packaging (make install, make package, their tests): man

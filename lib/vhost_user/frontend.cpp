@@ -193,8 +193,10 @@ Result<std::vector<std::byte>> Frontend::get_config(std::uint32_t offset, std::u
     std::memcpy(&header, bytes.data(), sizeof(header));
     if (header.size == 0 && bytes.size() == sizeof(ConfigHeader))
         return refused();
-    if (header.offset != offset || header.size != size ||
-        bytes.size() != sizeof(ConfigHeader) + size)
+    // A back-end whose config space is shorter than asked for may answer
+    // with the bytes it has: the caller decides whether that is enough.
+    if (header.offset != offset || header.size > size ||
+        bytes.size() != sizeof(ConfigHeader) + header.size)
         return break_with(Error(fmt::format("GET_CONFIG reply: offset {}, size {} and {} payload "
                                             "bytes for a request of offset {}, size {}",
                                             header.offset, header.size, bytes.size(), offset, size),

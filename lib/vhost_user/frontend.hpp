@@ -71,7 +71,8 @@ class Frontend
     Result<std::uint64_t> get_queue_num(); // protocol feature MQ
 
     // --- config space (protocol feature CONFIG) ---------------------------
-    // Reads `size` bytes (1..256, offset + size <= 256). A back-end refusal
+    // Reads `size` bytes (1..256, offset + size <= 256); a back-end whose
+    // config space is shorter may answer with fewer. A back-end refusal
     // is an error (EIO) that leaves the connection usable.
     Result<std::vector<std::byte>> get_config(std::uint32_t offset, std::uint32_t size,
                                               ConfigFlags flags = ConfigFlags::writable);

@@ -141,12 +141,64 @@ stop_cleanly() { # pid what
 	wait "$1" || fail "$2 exited with status $? on SIGTERM"
 }
 
-# The end of every adapter test: adapter and back-end stopped, module
-# unloaded, kernel log checked.
-finish_adapter_test() {
+# Starts QEMU's virtiofsd sharing DIR on SOCKET; sets vfs_pid. The chroot
+# sandbox keeps it one process (killing vfs_pid kills the back-end).
+start_virtiofsd() { # dir socket
+	rm -f "$2"
+	/usr/lib/qemu/virtiofsd --socket-path="$2" -o source="$1" -o sandbox=chroot \
+		-o cache=none -o log_level=warn &
+	vfs_pid=$!
+	wait_for_file "$2" 30 || fail "virtiofsd did not create $2"
+}
+
+# Starts DPDK's dpdk-testpmd with one vhost-user port per SOCKET (no
+# hugepages, no PCI, a small mbuf pool), forwarding each port's packets to
+# its pair (io mode); sets testpmd_pid. Its log is /tmp/testpmd.log.
+start_testpmd() { # socket...
+	vdevs= port=0
+	for sock in "$@"; do
+		rm -f "$sock"
+		vdevs="$vdevs --vdev net_vhost$port,iface=$sock,queues=1"
+		port=$((port + 1))
+	done
+	# shellcheck disable=SC2086 # one word per option
+	dpdk-testpmd -l 0,1 --no-huge -m 64 --no-pci --no-shconf $vdevs \
+		-- --forward-mode=io --total-num-mbufs=4096 --disable-link-check --stats-period=60 \
+		>/tmp/testpmd.log 2>&1 &
+	testpmd_pid=$!
+	for sock in "$@"; do
+		wait_until 30 "[ -e $sock ] || ! kill -0 $testpmd_pid 2>/dev/null" && [ -e "$sock" ] ||
+			{ cat /tmp/testpmd.log; fail "dpdk-testpmd did not create $sock"; }
+	done
+}
+
+# The network interfaces bound by virtio_net, one a line.
+virtio_net_interfaces() {
+	for n in /sys/bus/virtio/drivers/virtio_net/virtio*/net/*; do
+		[ -e "$n" ] && basename "$n"
+	done
+	return 0
+}
+
+# Runs a command that must fail, and within SECONDS (not hang):
+# must_fail_within SECONDS WHAT COMMAND...
+must_fail_within() {
+	secs=$1 what=$2
+	shift 2
+	rc=0
+	timeout "$secs" "$@" >/dev/null 2>&1 || rc=$?
+	[ $rc -ne 124 ] || fail "$what hung for $secs s"
+	[ $rc -ne 0 ] || fail "$what succeeded"
+}
+
+# The end of every adapter test: adapter and back-ends (qsd_pid, and any
+# pids given) stopped, module unloaded, kernel log checked.
+finish_adapter_test() { # [backend-pid...]
 	[ -z "${adapter_pid:-}" ] || stop_cleanly "$adapter_pid" "the adapter"
-	kill -TERM "$qsd_pid" 2>/dev/null || true
-	wait "$qsd_pid" 2>/dev/null || true
+	for pid in ${qsd_pid:-} "$@"; do
+		kill -TERM "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
 	unload_module
 	check_kernel_log
 	step PASS

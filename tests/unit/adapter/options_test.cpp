@@ -106,6 +106,25 @@ TEST(Options, ErrorsNameTheOption)
               std::string::npos);
 }
 
+TEST(Options, FsTag)
+{
+    auto r = parse({"-s", "/run/vfs.sock", "-d", "fs", "--tag", "share"});
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    EXPECT_EQ(r->options.devices[0].tag, "share");
+    EXPECT_EQ(r->options.devices[0].virtio_id, 26u);
+    // The tag field is 36 bytes: 36 fit, 37 are refused with the option named.
+    EXPECT_TRUE(parse({"-s", "/a", "-d", "fs", "--tag", std::string(36, 'x')}).ok());
+    auto long_tag = error_of({"-s", "/a", "-d", "fs", "--tag", std::string(37, 'x')});
+    EXPECT_NE(long_tag.find("is 37 bytes"), std::string::npos) << long_tag;
+    EXPECT_NE(long_tag.find("at most 36"), std::string::npos) << long_tag;
+    EXPECT_NE(long_tag.find("shorter --tag"), std::string::npos) << long_tag;
+    EXPECT_NE(error_of({"-s", "/a", "-d", "fs"}).find("needs --tag TAG"), std::string::npos);
+    EXPECT_NE(error_of({"-s", "/a", "-d", "blk", "--tag", "x"}).find("--tag applies to"),
+              std::string::npos);
+    EXPECT_NE(error_of({"-s", "/a", "-d", "fs", "--tag="}).find("--tag wants a name"),
+              std::string::npos);
+}
+
 TEST(Options, HelpVersionAndListNeedNoDevice)
 {
     EXPECT_EQ(parse({"--help"})->action, Action::help);
