@@ -3,8 +3,29 @@
 #
 # Installs every Debian 12 package virtio-loopback needs to build, test,
 # benchmark and demo. Idempotent; returns at once when all is present.
-#   --check   only report what is missing (exit 1 if anything is)
+#   --check        only report what is missing (exit 1 if anything is)
+#   --arch arm64   also what cross-building for arm64 and the arm64 guest
+#                  tests need (make ARCH=arm64): dpkg's arm64 architecture,
+#                  the aarch64-linux-gnu toolchain, the arm64 -dev libraries
+#                  (multiarch), qemu-system-arm, qemu-user; x86 builds and CI
+#                  do not pay for them
 set -euo pipefail
+
+check=0
+arch=
+while (($#)); do
+	case $1 in
+	--check) check=1; shift ;;
+	--arch)
+		arch=${2:-}
+		[[ $arch == arm64 || $arch == aarch64 ]] ||
+			{ echo "install-deps: --arch wants arm64, got '${arch}'" >&2; exit 1; }
+		arch=arm64
+		shift 2
+		;;
+	*) echo "install-deps: unknown argument '$1' (--check, --arch arm64)" >&2; exit 1 ;;
+	esac
+done
 
 PACKAGES=(
 	# build
@@ -30,27 +51,59 @@ PACKAGES=(
 	# systemd-sysusers and setpriv in the guest test
 	help2man dkms dh-dkms debhelper fakeroot lintian systemd
 )
+# Cross-building and testing for arm64: the same libraries as above for
+# arm64, the cross compiler (its gcc-12 is what Debian's arm64 kernel
+# headers name), qemu for arm64 guests and qemu-user (CMake runs the arm64
+# test programs through it to list their GoogleTest cases). The arm64
+# kernels, headers and guest root are fetched, not installed, by
+# scripts/arm64-root.sh.
+ARM64_PACKAGES=(
+	g++-aarch64-linux-gnu gcc-12-aarch64-linux-gnu
+	libfmt-dev:arm64 liburing-dev:arm64 libevdev-dev:arm64
+	libgtest-dev:arm64 libgmock-dev:arm64
+	qemu-system-arm qemu-user
+)
+foreign_arch_missing=0
+if [[ $arch == arm64 ]]; then
+	PACKAGES+=("${ARM64_PACKAGES[@]}")
+	dpkg --print-foreign-architectures | grep -x arm64 >/dev/null || foreign_arch_missing=1
+fi
 
+# Installed for the host's architecture (or "all"), or for the one a name
+# asks for (libfmt-dev:arm64). With a foreign architecture added, an
+# unqualified name can match a package of both.
+native=$(dpkg --print-architecture)
+installed() { # package[:arch]
+	local name=${1%%:*} want=$native
+	[[ $1 == *:* ]] && want=${1#*:}
+	dpkg-query -W -f='${db:Status-Status} ${Architecture}\n' "$name" 2>/dev/null |
+		awk -v want="$want" '$1 == "installed" && ($2 == want || $2 == "all") { found = 1 } END { exit !found }'
+}
 missing=()
 for pkg in "${PACKAGES[@]}"; do
-	status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
-	[[ $status == installed ]] || missing+=("$pkg")
+	installed "$pkg" || missing+=("$pkg")
 done
 
-if ((${#missing[@]} == 0)); then
+if ((${#missing[@]} == 0 && !foreign_arch_missing)); then
 	exit 0
 fi
-if [[ ${1:-} == --check ]]; then
-	echo "missing packages: ${missing[*]}" >&2
+if ((check)); then
+	((foreign_arch_missing)) && echo "missing: dpkg architecture arm64 (dpkg --add-architecture arm64)" >&2
+	((${#missing[@]} == 0)) || echo "missing packages: ${missing[*]}" >&2
 	exit 1
 fi
 if ((EUID != 0)); then
-	echo "install-deps: these Debian packages are missing: ${missing[*]}" >&2
-	echo "install-deps: run 'sudo make deps' (or apt-get install them as root)" >&2
+	((foreign_arch_missing)) && echo "install-deps: dpkg does not have the arm64 architecture yet" >&2
+	((${#missing[@]} == 0)) || echo "install-deps: these Debian packages are missing: ${missing[*]}" >&2
+	echo "install-deps: run 'sudo make deps${arch:+ ARCH=$arch}' (or install them as root)" >&2
 	exit 1
 fi
 
-echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
+if ((foreign_arch_missing)); then
+	echo "install-deps: adding the arm64 architecture to dpkg (multiarch)"
+	dpkg --add-architecture arm64
+fi
+echo "install-deps: installing ${missing[*]}"
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
