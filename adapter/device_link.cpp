@@ -12,6 +12,7 @@
 
 #include "device_plan.hpp"
 #include "vhost_user/backend_channel.hpp"
+#include "virtqueue/ring.hpp"
 
 namespace vl::adapter {
 
