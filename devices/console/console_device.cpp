@@ -371,6 +371,9 @@ Status ConsoleDevice::read_host(backend::QueueContext& ctx, std::uint32_t index)
         if (!waiting) {
             // Readable with nothing to read: the client closed its end.
             if (port.host->spec().kind == HostKind::unix) {
+                // Out of the worker's epoll set before the fd is closed:
+                // unwatching a closed fd later would fail (EBADF).
+                VL_TRY(watch_host(ctx, port, -1, 0));
                 port.host->disconnect();
                 logger_.info("port {}: the client of {} left", index, port.host->describe());
                 std::lock_guard lock(mutex_);
