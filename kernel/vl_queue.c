@@ -648,18 +648,23 @@ void vl_queue_detach(struct vl_queue *q)
 }
 
 /*
- * How far the queue got, for VIRTIO_LOOPBACK_IOC_GET_QUEUE: the rings are
- * checked first, as an interrupt would. Caller holds vqs_lock.
+ * How far the queue got, for VIRTIO_LOOPBACK_IOC_GET_QUEUE: an interrupt
+ * runs first, so the counts include what the device completed. Caller
+ * holds vqs_lock.
  */
 void vl_queue_progress(struct vl_queue *q, u32 *outstanding, u16 *avail_idx,
 		       u16 *used_idx)
 {
 	unsigned int head;
 
+	/*
+	 * Whatever is published must be followed by an interrupt: the device
+	 * decided whether to call from the used_event publishing moves, so
+	 * entries published here without one could be announced by nobody.
+	 */
+	vl_queue_interrupt(q);
 	*outstanding = 0;
 	spin_lock_irq(&q->track_lock);
-	if (!q->bad_used)
-		__vl_publish_used(q);
 	for (head = 0; head < q->num; head++)
 		*outstanding += q->outstanding[head];
 	*avail_idx = q->avail_seen;
@@ -685,8 +690,9 @@ int vl_queue_requeue(struct vl_queue *q, u32 *base, u32 *count)
 
 	if (!q->vq)
 		return -EAGAIN;
+	/* What the lost back-end completed reaches the driver first. */
+	vl_queue_interrupt(q);
 	spin_lock_irq(&q->track_lock);
-	__vl_publish_used(q);
 	used_idx = vl_dev_used_idx(q);
 	for (head = 0; head < q->num; head++) {
 		if (q->outstanding[head] > 1)
