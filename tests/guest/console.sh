@@ -60,7 +60,11 @@ exec 3>&-
 
 step "named port: a socket client and /dev/$port1, both ways"
 # The client sends a line, then waits for one. The vport's reads and writes
-# work only while the device says the host side is open (PORT_OPEN).
+# work only while the device says the host side is open (PORT_OPEN). The
+# vport stays open all along (a port opens once at a time): the driver
+# drops what it holds for a port when the guest closes it, so a line
+# arriving between two reads that each opened the port could be lost.
+exec 4<>"/dev/$port1"
 timeout 20 python3 -c '
 import socket, sys
 s = socket.socket(socket.AF_UNIX)
@@ -77,12 +81,13 @@ sys.stdout.write(got.decode())
 client=$!
 # A read on a vport whose host side is not open returns end-of-file at
 # once: read again until the client is connected.
-wait_until 20 'timeout 10 head -n1 "/dev/$port1" >/tmp/vgot && [ -s /tmp/vgot ]' ||
+wait_until 20 'timeout 10 head -n1 <&4 >/tmp/vgot && [ -s /tmp/vgot ]' ||
 	fail "nothing arrived on /dev/$port1"
 [ "$(cat /tmp/vgot)" = "to the vport" ] || fail "/dev/$port1 got '$(cat /tmp/vgot)'"
-printf 'to the socket\n' >"/dev/$port1"
+printf 'to the socket\n' >&4
 wait "$client" || fail "the socket client got nothing back"
 [ "$(cat /tmp/sockgot)" = "to the socket" ] || fail "the socket client got '$(cat /tmp/sockgot)'"
+exec 4>&-
 
 step "SIGTERM: the adapter removes the device, the back-end exits cleanly"
 stop_cleanly "$adapter_pid" "the adapter"
