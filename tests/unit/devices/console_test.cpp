@@ -11,6 +11,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 
 #include "backend/harness.hpp"
@@ -133,7 +134,10 @@ class ConsoleQueues : public ::testing::Test
         const std::uint64_t offset = next_;
         next_ += (size + 63) & ~63U;
         std::memset(ram_.host(offset), 0, size);
-        std::memcpy(ram_.host(offset), bytes.data(), std::min<std::size_t>(bytes.size(), size));
+        // Not memcpy: an empty span's data() may be null, which memcpy
+        // must not be given even for zero bytes (UBSan).
+        std::ranges::copy(bytes.first(std::min<std::size_t>(bytes.size(), size)),
+                          ram_.host(offset));
         return {ram_.guest(offset), size};
     }
     std::span<const std::byte> at(std::uint64_t guest_addr, std::size_t len)
