@@ -1220,13 +1220,7 @@ std::uint64_t BlkDevice::protocol_features() const
 
 Result<std::vector<std::byte>> BlkDevice::read_config(std::uint32_t offset, std::uint32_t size)
 {
-    if (offset > kConfigSize || size > kConfigSize - offset)
-        return Error(fmt::format("config read of {} bytes at offset {}: the virtio-blk config "
-                                 "space has {} bytes",
-                                 size, offset, kConfigSize),
-                     EINVAL);
-    const auto begin = config_space_.begin() + offset;
-    return std::vector<std::byte>(begin, begin + size);
+    return backend::slice_config(config_space_, offset, size, "virtio-blk");
 }
 
 Status BlkDevice::write_config(std::uint32_t offset, std::span<const std::byte> data)

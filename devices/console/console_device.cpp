@@ -158,11 +158,6 @@ std::uint64_t ConsoleDevice::protocol_features() const
 
 Result<std::vector<std::byte>> ConsoleDevice::read_config(std::uint32_t offset, std::uint32_t size)
 {
-    if (offset > kConfigSize || size > kConfigSize - offset)
-        return Error(fmt::format("config read of {} bytes at offset {} is outside the {}-byte "
-                                 "virtio-console config space",
-                                 size, offset, kConfigSize),
-                     EINVAL);
     std::array<std::byte, kConfigSize> config{};
     {
         std::lock_guard lock(mutex_);
@@ -171,7 +166,7 @@ Result<std::vector<std::byte>> ConsoleDevice::read_config(std::uint32_t offset, 
         virtq::store_le16(config.data() + offsetof(virtio_console_config, rows), ws.rows);
     }
     virtq::store_le32(config.data() + offsetof(virtio_console_config, max_nr_ports), port_count());
-    return std::vector<std::byte>(config.begin() + offset, config.begin() + offset + size);
+    return backend::slice_config(config, offset, size, "virtio-console");
 }
 
 Status ConsoleDevice::write_config(std::uint32_t offset, std::span<const std::byte> data)

@@ -230,13 +230,7 @@ std::array<std::byte, kConfigSize> InputDevice::config_space() const
 
 Result<std::vector<std::byte>> InputDevice::read_config(std::uint32_t offset, std::uint32_t size)
 {
-    if (offset > kConfigSize || size > kConfigSize - offset)
-        return Error(fmt::format("config read of {} bytes at offset {} is outside the {}-byte "
-                                 "virtio-input config space",
-                                 size, offset, kConfigSize),
-                     EINVAL);
-    const auto config = config_space();
-    return std::vector<std::byte>(config.begin() + offset, config.begin() + offset + size);
+    return backend::slice_config(config_space(), offset, size, "virtio-input");
 }
 
 Status InputDevice::write_config(std::uint32_t offset, std::span<const std::byte> data)

@@ -3,6 +3,8 @@
 
 #include <cerrno>
 
+#include <fmt/format.h>
+
 namespace vl::backend
 {
 
@@ -18,6 +20,18 @@ Status Device::write_config(std::uint32_t offset, std::span<const std::byte> dat
     (void)offset;
     (void)data;
     return Error("this device has no writable config space", ENOTSUP);
+}
+
+Result<std::vector<std::byte>> slice_config(std::span<const std::byte> config, std::uint32_t offset,
+                                            std::uint32_t size, std::string_view what)
+{
+    if (offset > config.size() || size > config.size() - offset)
+        return Error(fmt::format("config read of {} bytes at offset {} is outside the {} "
+                                 "config space, which has {} bytes",
+                                 size, offset, what, config.size()),
+                     EINVAL);
+    const auto part = config.subspan(offset, size);
+    return std::vector<std::byte>(part.begin(), part.end());
 }
 
 } // namespace vl::backend

@@ -80,6 +80,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "backend/queue_context.hpp"
@@ -124,6 +125,7 @@ class Device
 
     // The virtio config space: return exactly `size` bytes at `offset`
     // (offset + size <= 256). Only called if protocol_features() has CONFIG.
+    // A device that builds its whole config space returns slice_config().
     virtual Result<std::vector<std::byte>> read_config(std::uint32_t offset, std::uint32_t size);
     // A driver's write to the config space; may change what later reads
     // return (virtio-input's select/subsel). Refuse read-only fields.
@@ -182,5 +184,11 @@ class Device
     Device(const Device&) = default;
     Device& operator=(const Device&) = default;
 };
+
+// The `size` bytes at `offset` of a device's whole config space, or an
+// error naming the device (`what`: "virtio-blk", ...) when the read falls
+// outside it.
+Result<std::vector<std::byte>> slice_config(std::span<const std::byte> config, std::uint32_t offset,
+                                            std::uint32_t size, std::string_view what);
 
 } // namespace vl::backend
