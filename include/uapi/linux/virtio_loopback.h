@@ -74,7 +74,7 @@
  *                  the module parameter max_window_mb.
  * @timeout_ms:     how long the kernel waits for a reply to a message before
  *                  it gives up on the device (0: module default, 5000)
- * @flags:          must be 0
+ * @flags:          VIRTIO_LOOPBACK_CREATE_* bits
  * @reserved:       must be 0
  * @config:         initial device config space
  */
@@ -91,6 +91,21 @@ struct virtio_loopback_create {
 	__u32 reserved[7];
 	__u8 config[VIRTIO_LOOPBACK_CONFIG_MAX];
 };
+
+/*
+ * Zero-copy: a buffer segment that covers whole pages is not bounced; the
+ * driver's own pages appear in the window at the segment's IOVA while the
+ * device owns the request (from the notify that makes it available until
+ * the kernel publishes its completion), read-only if the device only reads
+ * them. They are mapped so that nothing can pin them (get_user_pages fails:
+ * O_DIRECT I/O, io_uring buffer registration, vmsplice and
+ * process_vm_readv on them get EFAULT), and are unmapped before the driver
+ * sees the completion; a later touch gets SIGBUS. docs/uapi.md, "Zero-copy",
+ * gives the rules. The window then has a zero-copy zone of IOVA space after
+ * the bounce zone (GET_INFO's window_size counts it).
+ */
+#define VIRTIO_LOOPBACK_CREATE_ZERO_COPY (1u << 0)
+#define VIRTIO_LOOPBACK_CREATE_FLAGS (VIRTIO_LOOPBACK_CREATE_ZERO_COPY)
 
 /**
  * struct virtio_loopback_info - VIRTIO_LOOPBACK_IOC_GET_INFO result
