@@ -119,8 +119,8 @@ typedef bool vl_buffer_fn_t(struct vl_queue *q, const struct vl_buffer *buf,
 			    void *arg);
 
 /*
- * Calls fn on each buffer of the chain at head, in order, until fn returns
- * false. Every index and address is checked and the walk is bounded: the
+ * Calls fn on each buffer of the chain at head, in order, indirect tables
+ * included, until fn returns false. Every index and address is checked and the walk is bounded: the
  * abort path walks rings user space may have scribbled on before they were
  * revoked.
  */
@@ -144,6 +144,13 @@ static void vl_walk_chain(struct vl_queue *q, u16 head, vl_buffer_fn_t *fn,
 			/* Only from the main table, and only as a whole. */
 			if (table || !buf.addr || !buf.len ||
 			    buf.len % sizeof(d))
+				return;
+			/*
+			 * The table is a buffer the device reads too (a whole
+			 * page of descriptors is a zero-copy mapping).
+			 */
+			buf.device_writes = false;
+			if (!fn(q, &buf, arg))
 				return;
 			table = buf.addr;
 			table_len = buf.len / sizeof(d);
