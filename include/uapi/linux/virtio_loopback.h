@@ -99,7 +99,7 @@ struct virtio_loopback_create {
  * the kernel publishes its completion), read-only if the device only reads
  * them. They are mapped so that nothing can pin them (get_user_pages fails:
  * O_DIRECT I/O, io_uring buffer registration, vmsplice and
- * process_vm_readv on them get EFAULT), and are unmapped before the driver
+ * process_vm_readv on them get EFAULT or EEXIST), and are unmapped before the driver
  * sees the completion; a later touch gets SIGBUS. docs/uapi.md, "Zero-copy",
  * gives the rules. The window then has a zero-copy zone of IOVA space after
  * the bounce zone (GET_INFO's window_size counts it).
