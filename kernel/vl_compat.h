@@ -8,6 +8,7 @@
 
 #include <linux/eventfd.h>
 #include <linux/mm.h>
+#include <linux/sched.h>
 #include <linux/version.h>
 
 /* 6.8 dropped the count argument of eventfd_signal(). */
@@ -30,6 +31,17 @@ static inline void vl_vm_flags_set(struct vm_area_struct *vma,
 	vma->vm_flags |= flags;
 #endif
 }
+
+/*
+ * Tasks that never return to user space, so task work queued on them
+ * would not run soon: kernel threads, io_uring workers and, since 6.4,
+ * user workers (vhost tasks).
+ */
+#ifdef PF_USER_WORKER
+#define VL_PF_NO_RESUME (PF_KTHREAD | PF_IO_WORKER | PF_USER_WORKER)
+#else
+#define VL_PF_NO_RESUME (PF_KTHREAD | PF_IO_WORKER)
+#endif
 
 /* 6.11 passes find_vqs() one array of struct virtqueue_info. */
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 11, 0)

@@ -35,12 +35,49 @@
 struct gen_pool;
 struct mem_cgroup;
 
-/* One page of a window's bounce zone (vl_window.c). */
+/* Zero-copy states of a mapping (vl_window.c, "zero-copy"). */
+enum vl_zc_state {
+	VL_ZC_FREE,		/* no mapping */
+	VL_ZC_MAPPED,		/* mapped by the driver, not given to the device */
+	VL_ZC_PUBLISHED,	/* in a chain the device owns: user space may map it */
+	VL_ZC_RETIRED,		/* its completion is being published: no access */
+};
+
+/*
+ * One page of a window's bounce or zero-copy zone. The head slot of a
+ * mapping (its first page) describes the whole mapping.
+ */
 struct vl_slot {
-	struct page *page;	/* allocated on first use, kept; cmpxchg */
+	/*
+	 * Bounce zone: allocated on first use and kept (cmpxchg).
+	 * Zero-copy zone: the driver's page while mapped.
+	 */
+	struct page *page;
 	phys_addr_t orig;	/* head: the driver's address of byte 0 */
 	u32 size;		/* head: bytes mapped, 0 when free */
 	u32 head;		/* 1 + index of the mapping's head, 0 if free */
+	/* Zero-copy zone, head only. */
+	u32 next;		/* 1 + head index of the chain's next mapping */
+	u8 state;		/* enum vl_zc_state */
+	bool device_writes;	/* DMA_FROM_DEVICE or BIDIRECTIONAL */
+};
+
+/* A zone of streaming mappings: IOVA allocator and per-page slots. */
+struct vl_zone {
+	struct iova_domain iovad;	/* has its own locks */
+	bool iovad_ready;
+	unsigned long first_pfn;
+	unsigned long pages;
+	struct vl_slot *slots;		/* one per page */
+};
+
+/* IOVA ranges to unmap from user space, merged where they touch. */
+#define VL_ZAP_RANGES 8
+struct vl_zap {
+	unsigned int count;
+	bool overflow;			/* too many: zap [start[0], end[0]) */
+	u64 start[VL_ZAP_RANGES];
+	u64 end[VL_ZAP_RANGES];
 };
 
 /**
@@ -67,12 +104,13 @@ struct vl_window {
 	struct gen_pool *pool;		/* allocator of [PAGE_SIZE, coherent_size) */
 	u32 *coherent_alloc;		/* bytes allocated at each page, or 0 */
 
-	/* Bounce zone: [coherent_size, size), in pages. */
-	struct iova_domain iovad;	/* allocator; has its own locks */
-	bool iovad_ready;
-	unsigned long bounce_pfn;	/* first page: coherent_size >> PAGE_SHIFT */
-	unsigned long bounce_pages;
-	struct vl_slot *slots;		/* bounce_pages of them */
+	/* Bounce zone: after the coherent zone. */
+	struct vl_zone bounce;
+	/*
+	 * Zero-copy zone: after the bounce zone, IOVA space only (pages == 0
+	 * when the device was created without zero-copy).
+	 */
+	struct vl_zone zc;
 
 	/* Counters for debugfs (vl_debugfs.c); updated without locks. */
 	struct {
@@ -84,12 +122,21 @@ struct vl_window {
 		atomic_long_t bytes_from_device;
 		atomic_long_t bounce_ns;	/* time spent copying */
 		atomic_long_t dma_ns;		/* time in map/unmap, copies included */
+		atomic_long_t zc_maps;		/* mappings not bounced */
+		atomic_long_t zc_pages;		/* ... their pages */
+		atomic_long_t zc_faults;	/* user faults that mapped them */
+		atomic_long_t zc_zaps;		/* unmap_mapping_range() calls */
 	} stats;
 
 	struct file *file;		/* the mmap-only window file */
 	struct page *sink;		/* mapped in place of revoked pages */
-	struct rw_semaphore revoke_lock; /* protects revoked against faults */
+	/*
+	 * Faults hold revoke_lock for read while they map a page; revocation
+	 * and zero-copy retirement take it for write to wait them out.
+	 */
+	struct rw_semaphore revoke_lock;
 	bool revoked;
+	bool zapped;			/* revoked, and nothing is mapped any more */
 	/*
 	 * Ranges user space may read but not write: per queue, the driver's
 	 * vring and the device's available ring (VL_PROTECT_*).
@@ -139,6 +186,18 @@ struct vl_queue {
 
 	spinlock_t irq_lock;		/* serializes vring_interrupt() */
 
+	/*
+	 * Zero-copy completion (vl_queue.c): the call wakeup cannot unmap
+	 * pages, so it hands the work to the signalling task (task work) or
+	 * to the workqueue. retire_lock serializes retirement; retired_upto
+	 * (under track_lock) is how far the device's used ring has been
+	 * retired, and publication never passes it.
+	 */
+	struct callback_head retire_twork;
+	struct work_struct retire_work;
+	struct mutex retire_lock;	/* one retirement at a time */
+	u16 retired_upto;
+
 	/* Counters for debugfs (vl_debugfs.c); updated without locks. */
 	struct {
 		atomic_long_t kicks;		/* kick eventfd signalled */
@@ -187,6 +246,7 @@ static inline size_t vl_device_rings_size(unsigned int num)
 #define VL_QUEUE_KICK_PENDING	0	/* notified while no kick eventfd */
 #define VL_QUEUE_KICK_DEFERRED	1	/* kick_work queued */
 #define VL_QUEUE_IRQ_DEFERRED	2	/* irq_work queued */
+#define VL_QUEUE_RETIRE_QUEUED	3	/* retire_twork or retire_work queued */
 
 /* Where a control message is in its round trip. */
 enum vl_msg_state {
@@ -219,6 +279,7 @@ struct vl_device {
 	u32 max_queue_size;
 	u32 config_size;
 	unsigned long timeout;		/* jiffies */
+	bool zero_copy;			/* VIRTIO_LOOPBACK_CREATE_ZERO_COPY */
 
 	/* The kernel's copy of config space; see vl_virtio.c. */
 	spinlock_t config_lock;		/* protects config and generation */
@@ -266,7 +327,7 @@ extern struct workqueue_struct *vl_wq;
 int vl_window_init(void);
 void vl_window_exit(void);
 struct vl_window *vl_window_create(size_t size, u32 num_queues,
-				   u32 max_queue_size);
+				   u32 max_queue_size, bool zero_copy);
 void vl_window_put(struct vl_window *win);
 void vl_window_revoke(struct vl_window *win);
 void *vl_window_coherent_ptr(struct vl_window *win, u64 iova, size_t len);
@@ -278,6 +339,15 @@ bool vl_window_write(struct vl_window *win, u64 iova, const void *buf,
 		     size_t len);
 bool vl_window_zero(struct vl_window *win, u64 iova, size_t len);
 bool vl_window_is_mapped(struct vl_window *win, u64 iova);
+bool vl_window_read_driver(struct vl_window *win, u64 iova, void *buf,
+			   size_t len);
+bool vl_window_zc_publish(struct vl_window *win, u64 iova, u32 *first,
+			  u32 *prev);
+void vl_window_zc_link(struct vl_window *win, u32 first, u32 last);
+void vl_window_zc_retire(struct vl_window *win, u64 iova, struct vl_zap *zap);
+void vl_window_zap(struct vl_window *win, struct vl_zap *zap);
+void vl_window_zc_retire_all(struct vl_window *win);
+bool vl_window_is_zapped(struct vl_window *win);
 void vl_window_protect(struct vl_window *win, unsigned int slot, u64 start,
 		       u64 len);
 void vl_window_unprotect(struct vl_window *win, unsigned int slot);
@@ -294,6 +364,7 @@ int vl_queue_attach(struct vl_queue *q, struct virtqueue *vq);
 void vl_queue_detach(struct vl_queue *q);
 void vl_queue_release_fds(struct vl_queue *q);
 void vl_queue_interrupt(struct vl_queue *q);
+void vl_queue_complete(struct vl_queue *q);
 void vl_queue_fail_inflight(struct vl_queue *q);
 int vl_queue_requeue(struct vl_queue *q, u32 *base, u32 *count);
 void vl_queue_progress(struct vl_queue *q, u32 *outstanding, u16 *avail_idx,

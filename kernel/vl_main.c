@@ -67,7 +67,8 @@ static int vl_check_create(const struct virtio_loopback_create *c)
 	const u64 transport_bits = GENMASK_ULL(49, 24);
 	u64 max_window = (u64)max_window_mb << 20;
 
-	if (c->flags || memchr_inv(c->reserved, 0, sizeof(c->reserved)))
+	if (c->flags & ~VIRTIO_LOOPBACK_CREATE_FLAGS ||
+	    memchr_inv(c->reserved, 0, sizeof(c->reserved)))
 		return -EINVAL;
 	if (!c->device_id || c->device_id > 0xffff)
 		return -EINVAL;
@@ -103,6 +104,7 @@ static void vl_take_create_args(struct vl_device *vl,
 	vl->config_size = c->config_size;
 	memcpy(vl->config, c->config, c->config_size);
 	vl->timeout = msecs_to_jiffies(c->timeout_ms ?: timeout_ms);
+	vl->zero_copy = c->flags & VIRTIO_LOOPBACK_CREATE_ZERO_COPY;
 	vl->vdev.id.device = c->device_id;
 	vl->vdev.id.vendor = c->vendor_id;
 }
@@ -135,7 +137,8 @@ static int vl_ioctl_create(struct vl_device *vl, void __user *argp)
 		err = -ENOMEM;
 		goto free_args;
 	}
-	win = vl_window_create(window_size, c->num_queues, c->max_queue_size);
+	win = vl_window_create(window_size, c->num_queues, c->max_queue_size,
+			       c->flags & VIRTIO_LOOPBACK_CREATE_ZERO_COPY);
 	if (IS_ERR(win)) {
 		err = PTR_ERR(win);
 		goto free_queues;
@@ -321,7 +324,7 @@ static int vl_ioctl_interrupt(struct vl_device *vl, void __user *argp)
 	mutex_lock(&vl->vqs_lock);
 	err = q->vq ? 0 : -EAGAIN;
 	if (!err)
-		vl_queue_interrupt(q);
+		vl_queue_complete(q);
 	mutex_unlock(&vl->vqs_lock);
 	return err;
 }

@@ -25,6 +25,15 @@
  * The back-end must call after every batch it completes: dev_avail keeps
  * flags 0, and its used_event follows what the kernel published.
  *
+ * Zero-copy (vl_window.c): on a device created with it, the kernel walks
+ * each chain it forwards, publishing its zero-copy buffers to user space,
+ * and each chain the device used, retiring them, before the completion
+ * reaches the driver. Retiring unmaps pages, which sleeps, and the call
+ * wakeup cannot: on such devices the wakeup hands the completion to the
+ * signalling task, as task work that runs before its write() returns (or
+ * to the workqueue, for a signaller that is not a user task), and
+ * publication never goes past what was retired (retired_upto).
+ *
  * One case is deferred to a work item: a doorbell rung from inside another
  * eventfd wakeup (for example, a driver that kicks from its interrupt
  * callback while the call eventfd's lock is held). Signalling an eventfd
@@ -44,7 +53,9 @@
  */
 #include <linux/file.h>
 #include <linux/fuse.h>
+#include <linux/sched.h>
 #include <linux/slab.h>
+#include <linux/task_work.h>
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ids.h>
@@ -80,6 +91,159 @@ static bool vl_dev_event_idx(struct vl_queue *q)
 }
 
 /*
+ * Reads descriptor i of a chain's table: the ring's own (table_iova 0) or
+ * an indirect one, read from the driver's memory behind its mapping, never
+ * from the window, which user space may have rewritten. False if there is
+ * no such mapping.
+ */
+static bool vl_read_desc(struct vl_queue *q, u64 table_iova, unsigned int i,
+			 struct vring_desc *d)
+{
+	if (!table_iova) {
+		*d = q->desc[i];
+		return true;
+	}
+	return vl_window_read_driver(q->vl->window,
+				     table_iova + i * sizeof(*d), d, sizeof(*d));
+}
+
+/* One buffer of a chain, as vl_for_each_buffer() hands it out. */
+struct vl_buffer {
+	u64 addr;
+	u32 len;
+	bool device_writes;
+};
+
+/* What vl_for_each_buffer() calls; false stops the walk. */
+typedef bool (*vl_buffer_fn_t)(struct vl_queue *q, const struct vl_buffer *buf,
+			     void *arg);
+
+/*
+ * Calls fn on each buffer of the chain at head, in order, until fn returns
+ * false. Every index and address is checked and the walk is bounded: the
+ * abort path walks rings user space may have scribbled on before they were
+ * revoked.
+ */
+static void vl_for_each_buffer(struct vl_queue *q, u16 head, vl_buffer_fn_t fn,
+			       void *arg)
+{
+	struct virtio_device *vdev = &q->vl->vdev;
+	unsigned int table_len = q->num, budget = q->num, i = head;
+	u64 table = 0;		/* 0: the ring's table */
+	struct vring_desc d;
+
+	while (budget-- && vl_read_desc(q, table, i, &d)) {
+		u16 flags = virtio16_to_cpu(vdev, d.flags);
+		struct vl_buffer buf = {
+			.addr = virtio64_to_cpu(vdev, d.addr),
+			.len = virtio32_to_cpu(vdev, d.len),
+			.device_writes = flags & VRING_DESC_F_WRITE,
+		};
+
+		if (flags & VRING_DESC_F_INDIRECT) {
+			/* Only from the main table, and only as a whole. */
+			if (table || !buf.addr || !buf.len ||
+			    buf.len % sizeof(d))
+				return;
+			table = buf.addr;
+			table_len = buf.len / sizeof(d);
+			budget = table_len;
+			i = 0;
+			continue;
+		}
+		if (!fn(q, &buf, arg))
+			return;
+		if (!(flags & VRING_DESC_F_NEXT))
+			return;
+		i = virtio16_to_cpu(vdev, d.next);
+		if (i >= table_len)
+			return;
+	}
+}
+
+/* --- zero-copy: giving buffers to the device and taking them back ------ */
+
+static bool vl_zero_copy(struct vl_queue *q)
+{
+	return q->vl->zero_copy;
+}
+
+struct vl_chain_links {
+	u32 first;
+	u32 last;
+};
+
+static bool vl_publish_buffer(struct vl_queue *q, const struct vl_buffer *buf,
+			      void *arg)
+{
+	struct vl_chain_links *links = arg;
+
+	vl_window_zc_publish(q->vl->window, buf->addr, &links->first,
+			     &links->last);
+	return true;
+}
+
+/* Lets user space map the zero-copy buffers of the chain at head. */
+static void vl_publish_chain(struct vl_queue *q, u16 head)
+{
+	struct vl_chain_links links = {};
+
+	vl_for_each_buffer(q, head, vl_publish_buffer, &links);
+	vl_window_zc_link(q->vl->window, links.first, links.last);
+}
+
+static bool vl_retire_buffer(struct vl_queue *q, const struct vl_buffer *buf,
+			     void *arg)
+{
+	vl_window_zc_retire(q->vl->window, buf->addr, arg);
+	return true;
+}
+
+/*
+ * Retires the zero-copy buffers of the entries the device added to its
+ * used ring beyond retired_upto, unmaps them from user space, then lets
+ * publication go that far. Entries publication will reject (a head out of
+ * range or not outstanding) stop the walk: they are never published. Sleeps.
+ */
+static void vl_queue_retire(struct vl_queue *q)
+{
+	struct virtio_device *vdev = &q->vl->vdev;
+	struct vl_zap zap = {};
+	u16 idx, pos;
+	u32 head;
+
+	mutex_lock(&q->retire_lock);
+	spin_lock_irq(&q->track_lock);
+	if (!q->outstanding || q->bad_used) {
+		spin_unlock_irq(&q->track_lock);
+		goto out;
+	}
+	idx = vl_dev_used_idx(q);
+	/* A jump beyond the ring: publication flags it. */
+	if ((u16)(idx - q->used_seen) > q->num)
+		idx = q->retired_upto;
+	virtio_rmb(true);
+	for (pos = q->retired_upto; pos != idx; pos++) {
+		struct vring_used_elem *elem = &q->dev_used->ring[pos % q->num];
+
+		head = virtio32_to_cpu(vdev, READ_ONCE(elem->id));
+		if (head >= q->num || (!q->track_lost && !q->outstanding[head]))
+			break;
+		vl_for_each_buffer(q, head, vl_retire_buffer, &zap);
+	}
+	spin_unlock_irq(&q->track_lock);
+
+	vl_window_zap(q->vl->window, &zap);
+
+	spin_lock_irq(&q->track_lock);
+	if (q->outstanding)
+		q->retired_upto = pos;
+	spin_unlock_irq(&q->track_lock);
+out:
+	mutex_unlock(&q->retire_lock);
+}
+
+/*
  * Forwards the heads the driver made available since the last call to the
  * device's available ring, counting them as outstanding.
  */
@@ -99,8 +263,11 @@ static void __vl_forward_avail(struct vl_queue *q)
 
 		WRITE_ONCE(q->dev_avail->ring[slot], entry);
 		head = virtio16_to_cpu(vdev, entry);
-		if (head < q->num)
-			q->outstanding[head]++;
+		if (head >= q->num)
+			continue;
+		q->outstanding[head]++;
+		if (vl_zero_copy(q))
+			vl_publish_chain(q, head);
 	}
 	virtio_wmb(true);
 	WRITE_ONCE(q->dev_avail->idx, cpu_to_virtio16(vdev, idx));
@@ -117,6 +284,11 @@ static void __vl_forward_avail(struct vl_queue *q)
  * vl_notify() forwarded (forwarding here would also hide new entries from
  * the next notify's kick decision).
  */
+static bool vl_retirement_needed(struct vl_queue *q)
+{
+	return vl_zero_copy(q) && !vl_window_is_zapped(q->vl->window);
+}
+
 static void __vl_publish_batch(struct vl_queue *q)
 {
 	struct virtio_device *vdev = &q->vl->vdev;
@@ -134,6 +306,10 @@ static void __vl_publish_batch(struct vl_queue *q)
 		q->bad_head = U32_MAX;
 		return;
 	}
+	/* Zero-copy: only what was retired (unmapped from user space). */
+	if (vl_retirement_needed(q) &&
+	    (u16)(idx - q->used_seen) > (u16)(q->retired_upto - q->used_seen))
+		idx = q->retired_upto;
 	virtio_rmb(true);
 	for (; q->used_seen != idx; q->used_seen++) {
 		unsigned int slot = q->used_seen % q->num;
@@ -160,7 +336,12 @@ static void __vl_publish_batch(struct vl_queue *q)
 	}
 }
 
-static void __vl_publish_used(struct vl_queue *q)
+/*
+ * Publishes what the device used; returns whether entries are left that
+ * need retiring first (zero-copy), which only a caller that may sleep can
+ * do: vl_queue_complete().
+ */
+static bool __vl_publish_used(struct vl_queue *q)
 {
 	struct virtio_device *vdev = &q->vl->vdev;
 	__virtio16 *used_event = &q->dev_avail->ring[q->num];
@@ -172,8 +353,10 @@ static void __vl_publish_used(struct vl_queue *q)
 	 */
 	for (round = 0; round < 4; round++) {
 		__vl_publish_batch(q);
-		if (q->bad_used || !vl_dev_event_idx(q))
-			return;
+		if (q->bad_used)
+			return false;
+		if (!vl_dev_event_idx(q))
+			break;
 		/*
 		 * Ask for a call at the device's next completion, then look
 		 * again: an entry added before the device could see the new
@@ -183,8 +366,11 @@ static void __vl_publish_used(struct vl_queue *q)
 		WRITE_ONCE(*used_event, cpu_to_virtio16(vdev, q->used_seen));
 		smp_mb();
 		if (vl_dev_used_idx(q) == q->used_seen)
-			return;
+			return false;
+		if (q->used_seen == q->retired_upto && vl_retirement_needed(q))
+			break;
 	}
+	return vl_retirement_needed(q) && vl_dev_used_idx(q) != q->used_seen;
 }
 
 /*
@@ -300,14 +486,14 @@ bool vl_notify(struct virtqueue *vq)
  * Publishes the device's new used entries; whether it wrote one the driver
  * must not see.
  */
-static bool vl_queue_publish_used(struct vl_queue *q)
+static bool vl_queue_publish_used(struct vl_queue *q, bool *more)
 {
 	unsigned long flags;
 	bool bad;
 
 	spin_lock_irqsave(&q->track_lock, flags);
 	if (q->outstanding && !q->bad_used)
-		__vl_publish_used(q);
+		*more = __vl_publish_used(q);
 	bad = q->bad_used;
 	spin_unlock_irqrestore(&q->track_lock, flags);
 	return bad;
@@ -331,14 +517,14 @@ static void vl_queue_reject_used(struct vl_queue *q)
  * as a device interrupt would. A bad entry is withheld, with everything
  * after it, and fails the device.
  */
-void vl_queue_interrupt(struct vl_queue *q)
+static bool __vl_queue_interrupt(struct vl_queue *q)
 {
 	unsigned long flags;
-	bool bad = false;
+	bool bad = false, more = false;
 
 	spin_lock_irqsave(&q->irq_lock, flags);
 	if (q->vq) {
-		bad = vl_queue_publish_used(q);
+		bad = vl_queue_publish_used(q, &more);
 		atomic_long_inc(&q->stats.interrupts);
 		vring_interrupt(0, q->vq);
 	}
@@ -347,6 +533,32 @@ void vl_queue_interrupt(struct vl_queue *q)
 		atomic_long_inc(&q->stats.irqs_withheld);
 		vl_queue_reject_used(q);
 	}
+	return more;
+}
+
+void vl_queue_interrupt(struct vl_queue *q)
+{
+	__vl_queue_interrupt(q);
+}
+
+/*
+ * Publishes everything the device used and runs the interrupt, retiring
+ * zero-copy buffers first; from a context that may sleep. Bounded like
+ * __vl_publish_used(): a device that keeps adding calls again.
+ */
+void vl_queue_complete(struct vl_queue *q)
+{
+	unsigned int round;
+
+	if (!vl_zero_copy(q)) {
+		vl_queue_interrupt(q);
+		return;
+	}
+	for (round = 0; round < 4; round++) {
+		vl_queue_retire(q);
+		if (!__vl_queue_interrupt(q))
+			break;
+	}
 }
 
 static void vl_irq_work(struct work_struct *work)
@@ -354,7 +566,48 @@ static void vl_irq_work(struct work_struct *work)
 	struct vl_queue *q = container_of(work, struct vl_queue, irq_work);
 
 	clear_bit(VL_QUEUE_IRQ_DEFERRED, &q->flags);
-	vl_queue_interrupt(q);
+	vl_queue_complete(q);
+}
+
+/* Deferred zero-copy completion: task work or work item. */
+static void vl_queue_run_retire(struct vl_queue *q)
+{
+	clear_bit(VL_QUEUE_RETIRE_QUEUED, &q->flags);
+	vl_queue_complete(q);
+	put_device(&q->vl->dev);
+}
+
+static void vl_retire_twork(struct callback_head *cb)
+{
+	vl_queue_run_retire(container_of(cb, struct vl_queue, retire_twork));
+}
+
+static void vl_retire_work(struct work_struct *work)
+{
+	vl_queue_run_retire(container_of(work, struct vl_queue, retire_work));
+}
+
+/*
+ * From the call wakeup of a zero-copy device: the completion needs a
+ * context that sleeps. The signalling task's own, before it returns to
+ * user space, costs no wake-up and keeps the back-end's call synchronous;
+ * interrupt context and tasks that never return to user space use the
+ * workqueue. (A user task that signals and then sleeps in the kernel for
+ * long delays its completions as long; the adapter's GET_QUEUE every
+ * second completes them anyway.) The queued item holds a reference to
+ * the device.
+ */
+static void vl_queue_defer_complete(struct vl_queue *q)
+{
+	if (test_and_set_bit(VL_QUEUE_RETIRE_QUEUED, &q->flags))
+		return;
+	get_device(&q->vl->dev);
+	if (in_task() && !(current->flags & VL_PF_NO_RESUME)) {
+		init_task_work(&q->retire_twork, vl_retire_twork);
+		if (!task_work_add(current, &q->retire_twork, TWA_RESUME))
+			return;
+	}
+	queue_work(vl_wq, &q->retire_work);
 }
 
 /* Wait-queue callback of the call eventfd: eventfd lock held, irqs off. */
@@ -368,6 +621,10 @@ static int vl_call_wakeup(wait_queue_entry_t *wait, unsigned int mode,
 	if (!(events & EPOLLIN))
 		return 0;
 	eventfd_ctx_do_read(q->call, &count);
+	if (vl_zero_copy(q)) {
+		vl_queue_defer_complete(q);
+		return 0;
+	}
 	if (unlikely(this_cpu_read(vl_kicking))) {
 		if (!test_and_set_bit(VL_QUEUE_IRQ_DEFERRED, &q->flags)) {
 			queue_work(vl_wq, &q->irq_work);
@@ -397,6 +654,7 @@ static void vl_queue_detach_call(struct vl_queue *q)
 		return;
 	eventfd_ctx_remove_wait_queue(q->call, &q->call_wait, &count);
 	flush_work(&q->irq_work);
+	flush_work(&q->retire_work);
 	eventfd_ctx_put(q->call);
 	q->call = NULL;
 }
@@ -417,7 +675,7 @@ static int vl_queue_attach_call(struct vl_queue *q, struct file *file,
 
 		eventfd_ctx_remove_wait_queue(ctx, &q->call_wait, &count);
 		add_wait_queue(q->call_wqh, &q->call_wait);
-		vl_queue_interrupt(q);
+		vl_queue_complete(q);
 	}
 	return 0;
 }
@@ -524,6 +782,8 @@ void vl_queue_init(struct vl_device *vl, struct vl_queue *q,
 	spin_lock_init(&q->track_lock);
 	INIT_WORK(&q->kick_work, vl_kick_work);
 	INIT_WORK(&q->irq_work, vl_irq_work);
+	INIT_WORK(&q->retire_work, vl_retire_work);
+	mutex_init(&q->retire_lock);
 }
 
 /* --- ring set-up -------------------------------------------------------- */
@@ -610,6 +870,7 @@ int vl_queue_attach(struct vl_queue *q, struct virtqueue *vq)
 	q->outstanding = outstanding;
 	q->avail_seen = 0;
 	q->used_seen = 0;
+	q->retired_upto = 0;
 	q->track_lost = false;
 	q->bad_used = false;
 	q->num = num;
@@ -632,6 +893,7 @@ void vl_queue_detach(struct vl_queue *q)
 	q->vq = NULL;
 	spin_unlock_irq(&q->irq_lock);
 	flush_work(&q->irq_work);
+	flush_work(&q->retire_work);
 	vl_window_unprotect(q->vl->window, VL_PROTECT_VRING(q->index));
 
 	spin_lock_irq(&q->track_lock);
@@ -662,7 +924,7 @@ void vl_queue_progress(struct vl_queue *q, u32 *outstanding, u16 *avail_idx,
 	 * decided whether to call from the used_event publishing moves, so
 	 * entries published here without one could be announced by nobody.
 	 */
-	vl_queue_interrupt(q);
+	vl_queue_complete(q);
 	*outstanding = 0;
 	spin_lock_irq(&q->track_lock);
 	for (head = 0; head < q->num; head++)
@@ -691,7 +953,7 @@ int vl_queue_requeue(struct vl_queue *q, u32 *base, u32 *count)
 	if (!q->vq)
 		return -EAGAIN;
 	/* What the lost back-end completed reaches the driver first. */
-	vl_queue_interrupt(q);
+	vl_queue_complete(q);
 	spin_lock_irq(&q->track_lock);
 	used_idx = vl_dev_used_idx(q);
 	for (head = 0; head < q->num; head++) {
@@ -754,81 +1016,56 @@ static enum vl_fail_fill vl_fail_fill_for(u32 device_id)
 	return VL_FAIL_ZERO;
 }
 
-/*
- * Reads descriptor i of the chain's table: the ring's own (in the coherent
- * zone) or an indirect table at table_iova (a bounced buffer, which may
- * straddle pages). False if the indirect table is not in the window.
- */
-static bool vl_read_desc(struct vl_queue *q, u64 table_iova, unsigned int i,
-			 struct vring_desc *d)
+struct vl_fail_walk {
+	enum vl_fail_fill fill;
+	u64 first, last;	/* device-writable buffers; 0: none */
+	u32 first_len, last_len;
+};
+
+static bool vl_fail_buffer(struct vl_queue *q, const struct vl_buffer *buf,
+			   void *arg)
 {
-	if (!table_iova) {
-		*d = q->desc[i];
+	struct vl_fail_walk *walk = arg;
+
+	if (!buf->device_writes || !buf->len)
 		return true;
+	if (walk->fill == VL_FAIL_ZERO &&
+	    !vl_window_zero(q->vl->window, buf->addr, buf->len))
+		return true;
+	if (!walk->first) {
+		walk->first = buf->addr;
+		walk->first_len = buf->len;
 	}
-	return vl_window_read(q->vl->window, table_iova + i * sizeof(*d), d,
-			      sizeof(*d));
+	walk->last = buf->addr;
+	walk->last_len = buf->len;
+	return true;
 }
 
 /*
  * Fills the device-writable buffers of the chain at head as the failure
- * requires; returns the used length to report. The rings were revoked from
- * user space, but user space may have scribbled on them before, so every
- * index and address is checked and the walk is bounded.
+ * requires; returns the used length to report.
  */
 static u32 vl_fail_chain(struct vl_queue *q, u16 head, enum vl_fail_fill fill)
 {
-	struct virtio_device *vdev = &q->vl->vdev;
 	struct vl_window *win = q->vl->window;
-	unsigned int table_len = q->num, budget = q->num, i = head;
-	u64 table = 0, first = 0, last = 0;	/* 0: the ring's table; no buffer */
-	u32 first_len = 0, last_len = 0;
-	struct vring_desc d;
+	struct vl_fail_walk walk = { .fill = fill };
 
-	while (budget-- && vl_read_desc(q, table, i, &d)) {
-		u16 flags = virtio16_to_cpu(vdev, d.flags);
-		u64 addr = virtio64_to_cpu(vdev, d.addr);
-		u32 len = virtio32_to_cpu(vdev, d.len);
-
-		if (flags & VRING_DESC_F_INDIRECT) {
-			/* Only from the main table, and only as a whole. */
-			if (table || !addr || !len || len % sizeof(d))
-				break;
-			table = addr;
-			table_len = len / sizeof(d);
-			budget = table_len;
-			i = 0;
-			continue;
-		}
-		if ((flags & VRING_DESC_F_WRITE) && len &&
-		    (fill != VL_FAIL_ZERO || vl_window_zero(win, addr, len))) {
-			if (!first) {
-				first = addr;
-				first_len = len;
-			}
-			last = addr;
-			last_len = len;
-		}
-		if (!(flags & VRING_DESC_F_NEXT))
-			break;
-		i = virtio16_to_cpu(vdev, d.next);
-		if (i >= table_len)
-			break;
-	}
-	if (fill == VL_FAIL_BLK_STATUS && last) {
+	vl_for_each_buffer(q, head, vl_fail_buffer, &walk);
+	if (fill == VL_FAIL_BLK_STATUS && walk.last) {
 		u8 status = VIRTIO_BLK_S_IOERR;
 
-		if (vl_window_write(win, last + last_len - 1, &status, 1))
+		if (vl_window_write(win, walk.last + walk.last_len - 1,
+				    &status, 1))
 			return 1;
 	}
-	if (fill == VL_FAIL_FUSE_HEADER && first &&
-	    first_len >= sizeof(struct fuse_out_header)) {
+	if (fill == VL_FAIL_FUSE_HEADER && walk.first &&
+	    walk.first_len >= sizeof(struct fuse_out_header)) {
 		struct fuse_out_header out = {
 			.len = sizeof(out),
 			.error = -EIO,
 		};
 
-		if (vl_window_write(win, first, &out, sizeof(out)))
+		if (vl_window_write(win, walk.first, &out, sizeof(out)))
 			return sizeof(out);
 	}
 	return 0;

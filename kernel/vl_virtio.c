@@ -254,6 +254,11 @@ static void vl_reset(struct virtio_device *vdev)
 	 * revokes the window, so the rings are safe to free either way.
 	 */
 	vl_send_msg(vl, &msg);
+	/*
+	 * The driver now takes back the buffers the device had: zero-copy
+	 * pages must be out of user space's reach before it does.
+	 */
+	vl_window_zc_retire_all(vl->window);
 	WRITE_ONCE(vl->status, 0);
 }
 

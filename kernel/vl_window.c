@@ -24,6 +24,12 @@
  *     the hot path never zeroes; a page only ever holds data of this
  *     device's own requests.
  *
+ * A device created with VIRTIO_LOOPBACK_CREATE_ZERO_COPY has a third zone
+ * after those, the zero-copy zone: IOVA space without memory of its own. A
+ * streaming mapping that covers whole pages gets its IOVA there, and the
+ * driver's own pages are what user space sees at it, for as long as the
+ * device owns the request and no longer (see "zero-copy" below).
+ *
  * When the device is given up, the window is revoked: existing user
  * mappings are zapped and later faults map a private zero "sink" page, so a
  * back-end that keeps running touches nothing the kernel still uses, and
@@ -114,15 +120,30 @@ size_t vl_window_default_size(u32 num_queues, u32 max_queue_size)
 	return vl_coherent_size(num_queues, max_queue_size) + VL_DEFAULT_BOUNCE;
 }
 
-static struct vl_slot *vl_slot(struct vl_window *win, unsigned long pfn)
+static bool vl_zone_has(struct vl_zone *zone, unsigned long pfn)
 {
-	return &win->slots[pfn - win->bounce_pfn];
+	return pfn >= zone->first_pfn && pfn - zone->first_pfn < zone->pages;
 }
 
-static bool vl_pfn_in_bounce(struct vl_window *win, unsigned long pfn)
+/* The zone of streaming mappings page pfn lies in, or NULL. */
+static struct vl_zone *vl_zone_of(struct vl_window *win, unsigned long pfn)
 {
-	return pfn >= win->bounce_pfn &&
-	       pfn - win->bounce_pfn < win->bounce_pages;
+	if (vl_zone_has(&win->bounce, pfn))
+		return &win->bounce;
+	if (vl_zone_has(&win->zc, pfn))
+		return &win->zc;
+	return NULL;
+}
+
+static struct vl_slot *vl_zone_slot(struct vl_zone *zone, unsigned long pfn)
+{
+	return &zone->slots[pfn - zone->first_pfn];
+}
+
+/* The slot of a page known to be in one of the two zones. */
+static struct vl_slot *vl_slot(struct vl_window *win, unsigned long pfn)
+{
+	return vl_zone_slot(vl_zone_of(win, pfn), pfn);
 }
 
 /*
@@ -172,6 +193,13 @@ static void vl_window_free_coherent_zone(struct vl_window *win)
 	gen_pool_destroy(win->pool);
 }
 
+static void vl_zone_free(struct vl_zone *zone)
+{
+	if (zone->iovad_ready)
+		put_iova_domain(&zone->iovad);
+	kvfree(zone->slots);
+}
+
 static void vl_window_free(struct kref *ref)
 {
 	struct vl_window *win = container_of(ref, struct vl_window, ref);
@@ -179,17 +207,17 @@ static void vl_window_free(struct kref *ref)
 
 	if (win->pool)
 		vl_window_free_coherent_zone(win);
-	if (win->iovad_ready)
-		put_iova_domain(&win->iovad);
-	if (win->slots)
-		for (i = 0; i < win->bounce_pages; i++)
-			if (win->slots[i].page)
-				__free_page(win->slots[i].page);
+	/* Zero-copy slots point at the drivers' pages: not ours to free. */
+	if (win->bounce.slots)
+		for (i = 0; i < win->bounce.pages; i++)
+			if (win->bounce.slots[i].page)
+				__free_page(win->bounce.slots[i].page);
+	vl_zone_free(&win->bounce);
+	vl_zone_free(&win->zc);
 	if (win->sink)
 		__free_page(win->sink);
 	if (win->memcg)
 		mem_cgroup_put(win->memcg);
-	kvfree(win->slots);
 	kvfree(win->coherent_alloc);
 	vfree(win->coherent);
 	kfree(win);
@@ -224,6 +252,7 @@ static bool vl_window_for_each(struct vl_window *win, u64 iova, size_t len,
 			       void *arg)
 {
 	u64 end = iova + len, pos;
+	struct vl_zone *zone;
 
 	if (iova < PAGE_SIZE || end < iova || end > win->size)
 		return false;
@@ -231,15 +260,17 @@ static bool vl_window_for_each(struct vl_window *win, u64 iova, size_t len,
 		fn(win->coherent + iova, len, arg);
 		return true;
 	}
-	if (iova < win->coherent_size)
-		return false;	/* no buffer straddles the zones */
+	zone = vl_zone_of(win, iova >> PAGE_SHIFT);
+	/* No buffer straddles two zones. */
+	if (!zone || !vl_zone_has(zone, (end - 1) >> PAGE_SHIFT))
+		return false;
 	for (pos = iova & PAGE_MASK; pos < end; pos += PAGE_SIZE)
-		if (!READ_ONCE(vl_slot(win, pos >> PAGE_SHIFT)->page))
+		if (!READ_ONCE(vl_zone_slot(zone, pos >> PAGE_SHIFT)->page))
 			return false;
 	while (iova < end) {
 		size_t chunk = min_t(u64, end - iova,
 				     PAGE_SIZE - offset_in_page(iova));
-		struct page *page = vl_slot(win, iova >> PAGE_SHIFT)->page;
+		struct page *page = vl_zone_slot(zone, iova >> PAGE_SHIFT)->page;
 		void *mapped = kmap_local_page(page);
 
 		fn(mapped + offset_in_page(iova), chunk, arg);
@@ -336,23 +367,41 @@ void vl_window_unprotect(struct vl_window *win, unsigned int slot)
  * Readers outside the mapping's own map/unmap/sync (the abort path) may
  * race with a concurrent unmap; they only use this as a filter.
  */
-static struct vl_slot *vl_mapping_at(struct vl_window *win, u64 iova)
+static struct vl_slot *vl_zone_mapping_at(struct vl_zone *zone, u64 iova)
 {
 	unsigned long pfn = iova >> PAGE_SHIFT;
 	u32 head;
 
-	if (!vl_pfn_in_bounce(win, pfn))
+	if (!vl_zone_has(zone, pfn))
 		return NULL;
-	head = READ_ONCE(vl_slot(win, pfn)->head);
+	head = READ_ONCE(vl_zone_slot(zone, pfn)->head);
 	if (!head)
 		return NULL;
-	return &win->slots[head - 1];
+	return &zone->slots[head - 1];
+}
+
+static struct vl_slot *vl_mapping_at(struct vl_window *win, u64 iova)
+{
+	struct vl_zone *zone = vl_zone_of(win, iova >> PAGE_SHIFT);
+
+	return zone ? vl_zone_mapping_at(zone, iova) : NULL;
+}
+
+/* The zone whose slots hold slot. */
+static struct vl_zone *vl_slot_zone(struct vl_window *win,
+				    struct vl_slot *slot)
+{
+	if (slot >= win->bounce.slots &&
+	    slot < win->bounce.slots + win->bounce.pages)
+		return &win->bounce;
+	return &win->zc;
 }
 
 /* The IOVA of the first byte of the mapping whose head slot is head. */
 static dma_addr_t vl_mapping_iova(struct vl_window *win, struct vl_slot *head)
 {
-	unsigned long pfn = win->bounce_pfn + (head - win->slots);
+	struct vl_zone *zone = vl_slot_zone(win, head);
+	unsigned long pfn = zone->first_pfn + (head - zone->slots);
 
 	return ((dma_addr_t)pfn << PAGE_SHIFT) + offset_in_page(head->orig);
 }
@@ -367,6 +416,312 @@ bool vl_window_is_mapped(struct vl_window *win, u64 iova)
 	       vl_mapping_iova(win, head) == iova;
 }
 
+/*
+ * Copies len bytes of the driver's own buffer behind the streaming mapping
+ * at iova (not the window's copy, which user space may have rewritten):
+ * how the kernel reads an indirect descriptor table. False if [iova,
+ * iova + len) is not inside one live mapping.
+ */
+bool vl_window_read_driver(struct vl_window *win, u64 iova, void *buf,
+			   size_t len)
+{
+	struct vl_slot *head = vl_mapping_at(win, iova);
+	dma_addr_t start;
+	phys_addr_t orig;
+
+	if (!head || !len)
+		return false;
+	start = vl_mapping_iova(win, head);
+	if (iova < start || len > head->size || iova - start > head->size - len)
+		return false;
+	orig = head->orig + (iova - start);
+	while (len) {
+		size_t chunk = min_t(size_t, len,
+				     PAGE_SIZE - offset_in_page(orig));
+		void *mapped = kmap_local_page(pfn_to_page(PHYS_PFN(orig)));
+
+		memcpy(buf, mapped + offset_in_page(orig), chunk);
+		kunmap_local(mapped);
+		buf += chunk;
+		orig += chunk;
+		len -= chunk;
+	}
+	return true;
+}
+
+/* --- zero-copy ---------------------------------------------------------- */
+
+/*
+ * A streaming mapping of whole pages (offset 0, a multiple of PAGE_SIZE)
+ * on a zero-copy device is not bounced: its IOVA comes from the zero-copy
+ * zone, whose slots point at the driver's pages. User space may map those
+ * pages only while the device owns the request, which the kernel knows
+ * from the mediated rings (vl_queue.c):
+ *
+ *   MAPPED     dma_map_page(): nothing is mapped; faults get SIGBUS.
+ *   PUBLISHED  the request's head was forwarded to the device's available
+ *              ring (vl_queue.c walks its chain): faults map the pages,
+ *              read-only unless the device writes them.
+ *   RETIRED    the device used the request: before the kernel publishes
+ *              the completion to the driver, it marks the chain's mappings
+ *              RETIRED, waits out faults in progress (revoke_lock) and
+ *              unmaps them from every process (vl_window_zap()); only then
+ *              can the driver see the completion, and unmap.
+ *   FREE       dma_unmap_page().
+ *
+ * The pages are mapped as special PTEs (vl_zc_insert()), which, in our
+ * VM_MIXEDMAP window, vm_normal_page() does not resolve, so
+ * get_user_pages() and pin_user_pages() fail on them. Nothing
+ * can take a reference that outlives the unmap: O_DIRECT I/O, io_uring
+ * buffer registration, vmsplice and process_vm_readv are refused; only
+ * the CPU, through the page tables we zap, touches them. docs/uapi.md,
+ * "Zero-copy", has the reasoning.
+ *
+ * Slot fields of the zero-copy zone are written by map/unmap (one owner,
+ * as for bounce slots), by the forward and retire walks (under the
+ * queue's track_lock, while the chain is the device's), and read by the
+ * fault handlers, which check the state and hold revoke_lock for read.
+ */
+static bool vl_window_zero_copy(struct vl_window *win)
+{
+	return win->zc.pages;
+}
+
+static bool vl_zc_eligible(struct vl_window *win, phys_addr_t orig,
+			   size_t size)
+{
+	return vl_window_zero_copy(win) && !offset_in_page(orig) &&
+	       !offset_in_page(size);
+}
+
+/* 1 + index of the head slot in the zero-copy zone, as links store it. */
+static u32 vl_zc_link_of(struct vl_window *win, struct vl_slot *head)
+{
+	return head - win->zc.slots + 1;
+}
+
+static struct vl_slot *vl_zc_head(struct vl_window *win, u64 iova)
+{
+	struct vl_slot *head = vl_zone_mapping_at(&win->zc, iova);
+
+	/* size is published last on map. */
+	return head && smp_load_acquire(&head->size) ? head : NULL;
+}
+
+/*
+ * Gives the zero-copy mapping containing iova to the device, linking it
+ * after *prev in its chain (*first: the chain's first mapping; both are
+ * links, 0 for none). False if iova is not in a zero-copy mapping.
+ * Called from the forward walk.
+ */
+bool vl_window_zc_publish(struct vl_window *win, u64 iova, u32 *first,
+			  u32 *prev)
+{
+	struct vl_slot *head = vl_zc_head(win, iova);
+	u32 link;
+
+	if (!head)
+		return false;
+	if (READ_ONCE(head->state) != VL_ZC_MAPPED)
+		return true;	/* twice in one chain: linked already */
+	link = vl_zc_link_of(win, head);
+	WRITE_ONCE(head->next, 0);
+	if (*prev)
+		WRITE_ONCE(win->zc.slots[*prev - 1].next, link);
+	else
+		*first = link;
+	*prev = link;
+	/* Faults that see the state see the links. */
+	smp_store_release(&head->state, VL_ZC_PUBLISHED);
+	return true;
+}
+
+/* Closes a chain's ring of links, so a fault anywhere maps all of it. */
+void vl_window_zc_link(struct vl_window *win, u32 first, u32 last)
+{
+	if (first && last && first != last)
+		WRITE_ONCE(win->zc.slots[last - 1].next, first);
+}
+
+static void vl_zap_add(struct vl_zap *zap, u64 start, u64 end)
+{
+	unsigned int i;
+
+	for (i = 0; i < zap->count; i++) {
+		if (end == zap->start[i]) {
+			zap->start[i] = start;
+			return;
+		}
+		if (start == zap->end[i]) {
+			zap->end[i] = end;
+			return;
+		}
+	}
+	if (zap->count < VL_ZAP_RANGES) {
+		zap->start[zap->count] = start;
+		zap->end[zap->count++] = end;
+		return;
+	}
+	/* Too many pieces: one range over all of them. */
+	zap->overflow = true;
+	for (i = 0; i < zap->count; i++) {
+		start = min(start, zap->start[i]);
+		end = max(end, zap->end[i]);
+	}
+	zap->count = 1;
+	zap->start[0] = start;
+	zap->end[0] = end;
+}
+
+/*
+ * Takes the zero-copy mapping containing iova back from the device: no
+ * new fault maps it, and its range is added to zap for vl_window_zap().
+ * Called from the retire walk.
+ */
+void vl_window_zc_retire(struct vl_window *win, u64 iova, struct vl_zap *zap)
+{
+	struct vl_slot *head = vl_zc_head(win, iova);
+	u64 start;
+
+	if (!head || READ_ONCE(head->state) != VL_ZC_PUBLISHED)
+		return;
+	WRITE_ONCE(head->state, VL_ZC_RETIRED);
+	start = vl_mapping_iova(win, head);
+	vl_zap_add(zap, start, start + head->size);
+}
+
+/*
+ * Unmaps the ranges in zap from every process, after the faults that may
+ * have seen them published are done. Sleeps.
+ */
+void vl_window_zap(struct vl_window *win, struct vl_zap *zap)
+{
+	unsigned int i;
+
+	if (!zap->count)
+		return;
+	/* Pairs with the fault handlers' read lock; see above. */
+	down_write(&win->revoke_lock);
+	up_write(&win->revoke_lock);
+	for (i = 0; i < zap->count; i++)
+		unmap_mapping_range(win->file->f_mapping, zap->start[i],
+				    zap->end[i] - zap->start[i], 1);
+	atomic_long_add(zap->count, &win->stats.zc_zaps);
+	zap->count = 0;
+	zap->overflow = false;
+}
+
+/*
+ * The device was reset: it owns no request any more, and the driver is
+ * about to unmap what it had given it. Retires every mapping and unmaps
+ * the whole zone. Sleeps.
+ */
+void vl_window_zc_retire_all(struct vl_window *win)
+{
+	struct vl_zap zap = {};
+	unsigned long i;
+
+	if (!vl_window_zero_copy(win))
+		return;
+	for (i = 0; i < win->zc.pages; i++)
+		if (READ_ONCE(win->zc.slots[i].state) == VL_ZC_PUBLISHED)
+			WRITE_ONCE(win->zc.slots[i].state, VL_ZC_RETIRED);
+	vl_zap_add(&zap, (u64)win->zc.first_pfn << PAGE_SHIFT,
+		   (u64)(win->zc.first_pfn + win->zc.pages) << PAGE_SHIFT);
+	vl_window_zap(win, &zap);
+}
+
+/* Whether the window was revoked and nothing of it is mapped any more. */
+bool vl_window_is_zapped(struct vl_window *win)
+{
+	/* Pairs with the release in vl_window_revoke(). */
+	return smp_load_acquire(&win->zapped);
+}
+
+struct vl_zc_fill {
+	struct mm_struct *mm;
+	unsigned long pfn;	/* the driver's page for the next PTE */
+	pgprot_t prot;
+};
+
+static int vl_zc_set_pte(pte_t *pte, unsigned long addr, void *data)
+{
+	struct vl_zc_fill *fill = data;
+	pte_t entry = pte_mkspecial(pfn_pte(fill->pfn++, fill->prot));
+
+	/* Present already: a racing fault mapped the same page. */
+	if (pte_none(ptep_get(pte)))
+		set_pte_at(fill->mm, addr, pte, entry);
+	return 0;
+}
+
+/*
+ * Maps the pages of one published mapping into vma, as special PTEs:
+ * writable at once where the device writes the buffer (the VMA's own
+ * protection is write-notified, and one fault per page to upgrade it
+ * would cost more than the copy zero-copy saves), read-only otherwise.
+ * vmf_insert_mixed() cannot choose the protection, and its variants that
+ * can are not exported on every kernel we support; apply_to_page_range()
+ * takes the page-table lock and allocates tables as a fault would.
+ */
+static vm_fault_t vl_zc_insert(struct vl_window *win,
+			       struct vm_area_struct *vma,
+			       struct vl_slot *head)
+{
+	unsigned long first = win->zc.first_pfn + (head - win->zc.slots);
+	unsigned long start = max(first, vma->vm_pgoff);
+	unsigned long end = min(first + (head->size >> PAGE_SHIFT),
+				vma->vm_pgoff + vma_pages(vma));
+	struct vl_zc_fill fill = {
+		.mm = vma->vm_mm,
+		.pfn = PHYS_PFN(head->orig) + (start - first),
+		.prot = head->device_writes ? vm_get_page_prot(vma->vm_flags) :
+					      vma->vm_page_prot,
+	};
+	int err;
+
+	if (start >= end)
+		return VM_FAULT_NOPAGE;
+	err = apply_to_page_range(vma->vm_mm, vma->vm_start +
+				  ((start - vma->vm_pgoff) << PAGE_SHIFT),
+				  (end - start) << PAGE_SHIFT, vl_zc_set_pte,
+				  &fill);
+	if (err == -ENOMEM)
+		return VM_FAULT_OOM;
+	return err ? VM_FAULT_SIGBUS : VM_FAULT_NOPAGE;
+}
+
+/*
+ * Fault in the zero-copy zone; revoke_lock is held for read. Maps the
+ * whole chain the page belongs to: a back-end touches all of a request's
+ * buffers, and one fault is cheaper than one per page.
+ */
+static vm_fault_t vl_zc_fault(struct vl_window *win, struct vm_fault *vmf)
+{
+	struct vl_slot *head = vl_zc_head(win, (u64)vmf->pgoff << PAGE_SHIFT);
+	unsigned int budget = 2 * VIRTIO_LOOPBACK_MAX_QUEUE_SIZE;
+	vm_fault_t ret = VM_FAULT_NOPAGE;
+	struct vl_slot *pos;
+
+	/* Acquire: the links were written before the state was published. */
+	if (!head || smp_load_acquire(&head->state) != VL_ZC_PUBLISHED)
+		return VM_FAULT_SIGBUS;
+	if ((vmf->flags & FAULT_FLAG_WRITE) && !head->device_writes)
+		return VM_FAULT_SIGBUS;
+	atomic_long_inc(&win->stats.zc_faults);
+	pos = head;
+	do {
+		ret = vl_zc_insert(win, vmf->vma, pos);
+		if (ret != VM_FAULT_NOPAGE)
+			break;
+		pos = READ_ONCE(pos->next) ?
+		      &win->zc.slots[READ_ONCE(pos->next) - 1] : NULL;
+		/* Acquire, as for head. */
+	} while (pos && pos != head && --budget &&
+		 smp_load_acquire(&pos->state) == VL_ZC_PUBLISHED);
+	return ret;
+}
+
 /* --- the window file ---------------------------------------------------- */
 
 /* The page user space sees at page offset pgoff, or NULL (out of memory). */
@@ -376,7 +731,7 @@ static struct page *vl_window_user_page(struct vl_window *win, pgoff_t pgoff)
 		return win->sink;
 	if (pgoff < win->coherent_size >> PAGE_SHIFT)
 		return vmalloc_to_page(win->coherent + (pgoff << PAGE_SHIFT));
-	return vl_slot_page(win, vl_slot(win, pgoff), GFP_KERNEL);
+	return vl_slot_page(win, vl_zone_slot(&win->bounce, pgoff), GFP_KERNEL);
 }
 
 static vm_fault_t vl_window_fault(struct vm_fault *vmf)
@@ -392,6 +747,12 @@ static vm_fault_t vl_window_fault(struct vm_fault *vmf)
 	 * the sink. mmap_lock is held for read; revoke never takes it.
 	 */
 	down_read(&win->revoke_lock);
+	if (!win->revoked && vl_zone_has(&win->zc, vmf->pgoff)) {
+		vm_fault_t ret = vl_zc_fault(win, vmf);
+
+		up_read(&win->revoke_lock);
+		return ret;
+	}
 	page = vl_window_user_page(win, vmf->pgoff);
 	err = page ? vm_insert_page(vma, vmf->address, page) : -ENOMEM;
 	up_read(&win->revoke_lock);
@@ -428,9 +789,32 @@ static vm_fault_t vl_window_page_mkwrite(struct vm_fault *vmf)
 	return VM_FAULT_LOCKED;
 }
 
+/*
+ * The first write to a read-only zero-copy PTE (or to the sink, which is
+ * a normal page and goes to page_mkwrite) comes here: allowed where the
+ * device writes the buffer and owns it, SIGBUS otherwise. Without this
+ * hook the core would make the PTE writable.
+ */
+static vm_fault_t vl_window_pfn_mkwrite(struct vm_fault *vmf)
+{
+	struct vl_window *win = vmf->vma->vm_private_data;
+	struct vl_slot *head;
+	vm_fault_t ret = VM_FAULT_SIGBUS;
+
+	down_read(&win->revoke_lock);
+	head = vl_zc_head(win, (u64)vmf->pgoff << PAGE_SHIFT);
+	/* Acquire: pairs with the release in vl_window_zc_publish(). */
+	if (!win->revoked && head && head->device_writes &&
+	    smp_load_acquire(&head->state) == VL_ZC_PUBLISHED)
+		ret = 0;
+	up_read(&win->revoke_lock);
+	return ret;
+}
+
 static const struct vm_operations_struct vl_window_vm_ops = {
 	.fault = vl_window_fault,
 	.page_mkwrite = vl_window_page_mkwrite,
+	.pfn_mkwrite = vl_window_pfn_mkwrite,
 };
 
 static int vl_window_mmap(struct file *file, struct vm_area_struct *vma)
@@ -445,8 +829,10 @@ static int vl_window_mmap(struct file *file, struct vm_area_struct *vma)
 
 	/*
 	 * VM_MIXEDMAP lets the fault handler insert pages with the mmap lock
-	 * held for read only; the pages stay ordinary, refcounted pages, so
-	 * back-ends can do O_DIRECT I/O (get_user_pages) on the window.
+	 * held for read only. Coherent and bounce pages are inserted as
+	 * ordinary, refcounted pages, so back-ends can do O_DIRECT I/O
+	 * (get_user_pages) on them; zero-copy pages as special PTEs, which
+	 * nothing can pin (see "zero-copy").
 	 */
 	vl_vm_flags_set(vma, VM_MIXEDMAP | VM_DONTEXPAND | VM_DONTDUMP);
 	vma->vm_ops = &vl_window_vm_ops;
@@ -515,33 +901,39 @@ static int vl_window_init_coherent(struct vl_window *win, size_t size)
 				 PAGE_SIZE, size - PAGE_SIZE, NUMA_NO_NODE);
 }
 
-/* The bounce zone: IOVA space and bookkeeping only; pages come later. */
-static int vl_window_init_bounce(struct vl_window *win)
+/*
+ * A zone of streaming mappings: IOVA space and bookkeeping only; bounce
+ * pages come later, zero-copy pages are the drivers'.
+ */
+static int vl_zone_init(struct vl_zone *zone, unsigned long first_pfn,
+			unsigned long pages)
 {
 	int err;
 
-	win->bounce_pfn = win->coherent_size >> PAGE_SHIFT;
-	win->bounce_pages = (win->size - win->coherent_size) >> PAGE_SHIFT;
-	win->slots = kvcalloc(win->bounce_pages, sizeof(*win->slots),
-			      GFP_KERNEL_ACCOUNT);
-	if (!win->slots)
+	zone->first_pfn = first_pfn;
+	zone->pages = pages;
+	if (!pages)
+		return 0;
+	zone->slots = kvcalloc(pages, sizeof(*zone->slots), GFP_KERNEL_ACCOUNT);
+	if (!zone->slots)
 		return -ENOMEM;
-	init_iova_domain(&win->iovad, PAGE_SIZE, win->bounce_pfn);
-	err = iova_domain_init_rcaches(&win->iovad);
+	init_iova_domain(&zone->iovad, PAGE_SIZE, first_pfn);
+	err = iova_domain_init_rcaches(&zone->iovad);
 	if (err)
 		return err;
-	win->iovad_ready = true;
+	zone->iovad_ready = true;
 	return 0;
 }
 
 /*
  * A window of size bytes for num_queues queues of up to max_queue_size
- * entries: rings first, everything else bounce space.
+ * entries: rings first, everything else bounce space; with zero_copy, as
+ * much IOVA space again for zero-copy mappings after it.
  */
 struct vl_window *vl_window_create(size_t size, u32 num_queues,
-				   u32 max_queue_size)
+				   u32 max_queue_size, bool zero_copy)
 {
-	size_t coherent;
+	size_t coherent, bounce;
 	struct vl_window *win;
 
 	size = PAGE_ALIGN(size);
@@ -554,12 +946,17 @@ struct vl_window *vl_window_create(size_t size, u32 num_queues,
 	kref_init(&win->ref);
 	init_rwsem(&win->revoke_lock);
 	spin_lock_init(&win->protect_lock);
-	win->size = size;
+	bounce = size - coherent;
+	win->size = size + (zero_copy ? bounce : 0);
 	win->memcg = get_mem_cgroup_from_mm(current->mm);
 
 	win->sink = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO);
 	if (!win->sink || vl_window_init_coherent(win, coherent) ||
-	    vl_window_init_bounce(win) || vl_window_create_file(win))
+	    vl_zone_init(&win->bounce, coherent >> PAGE_SHIFT,
+			 bounce >> PAGE_SHIFT) ||
+	    vl_zone_init(&win->zc, size >> PAGE_SHIFT,
+			 zero_copy ? bounce >> PAGE_SHIFT : 0) ||
+	    vl_window_create_file(win))
 		goto err;
 	return win;
 
@@ -577,6 +974,8 @@ void vl_window_revoke(struct vl_window *win)
 	down_write(&win->revoke_lock);
 	win->revoked = true;
 	unmap_mapping_range(win->file->f_mapping, 0, 0, 1);
+	/* Zero-copy completions need no retirement from now on. */
+	smp_store_release(&win->zapped, true);
 	up_write(&win->revoke_lock);
 }
 
@@ -690,15 +1089,16 @@ static unsigned long vl_span_pages(size_t offset, size_t size)
 static bool vl_claim_slots(struct vl_window *win, unsigned long pfn,
 			   unsigned long npages)
 {
-	u32 head = pfn - win->bounce_pfn + 1;	/* 0 means free */
+	u32 head = pfn - win->bounce.first_pfn + 1;	/* 0 means free */
 	unsigned long i;
 
 	for (i = 0; i < npages; i++) {
-		struct vl_slot *slot = vl_slot(win, pfn + i);
+		struct vl_slot *slot = vl_zone_slot(&win->bounce, pfn + i);
 
 		if (!vl_slot_page(win, slot, GFP_ATOMIC)) {
 			while (i--)
-				WRITE_ONCE(vl_slot(win, pfn + i)->head, 0);
+				WRITE_ONCE(vl_zone_slot(&win->bounce,
+							pfn + i)->head, 0);
 			return false;
 		}
 		WRITE_ONCE(slot->head, head);
@@ -706,42 +1106,92 @@ static bool vl_claim_slots(struct vl_window *win, unsigned long pfn,
 	return true;
 }
 
-static dma_addr_t __vl_dma_map_page(struct vl_window *win, struct page *page,
-				    unsigned long offset, size_t size,
-				    enum dma_data_direction dir)
+/* Npages of IOVA space in zone, or 0. Never sleeps. */
+static unsigned long vl_zone_alloc(struct vl_zone *zone, unsigned long npages)
 {
-	phys_addr_t orig = page_to_phys(page) + offset;
+	return alloc_iova_fast(&zone->iovad, npages,
+			       zone->first_pfn + zone->pages - 1, true);
+}
+
+/* A bounced mapping: the window's pages hold a copy of the buffer. */
+static dma_addr_t vl_map_bounce(struct vl_window *win, phys_addr_t orig,
+				size_t size, enum dma_data_direction dir)
+{
 	unsigned long npages = vl_span_pages(offset_in_page(orig), size);
-	unsigned long pfn;
+	unsigned long pfn = vl_zone_alloc(&win->bounce, npages);
 	struct vl_slot *head;
 	dma_addr_t iova;
 
-	if (!size || size > VL_MAX_MAPPING)
-		return DMA_MAPPING_ERROR;
-	/* Atomic context is allowed here: neither allocator sleeps. */
-	pfn = alloc_iova_fast(&win->iovad, npages,
-			      win->bounce_pfn + win->bounce_pages - 1, true);
 	if (!pfn)
-		goto fail;
+		return DMA_MAPPING_ERROR;
 	if (!vl_claim_slots(win, pfn, npages)) {
-		free_iova_fast(&win->iovad, pfn, npages);
-		goto fail;
+		free_iova_fast(&win->bounce.iovad, pfn, npages);
+		return DMA_MAPPING_ERROR;
 	}
-	head = vl_slot(win, pfn);
+	head = vl_zone_slot(&win->bounce, pfn);
 	head->orig = orig;
 	/* Last: vl_window_is_mapped() trusts a mapping with a size. */
 	smp_store_release(&head->size, size);
 	iova = ((dma_addr_t)pfn << PAGE_SHIFT) + offset_in_page(orig);
-	atomic_long_inc(&win->stats.maps);
 	if (vl_dma_copies_to_device(dir)) {
 		vl_bounce(win, iova, orig, size, true);
 		atomic_long_add(size, &win->stats.bytes_to_device);
 	}
 	return iova;
+}
 
-fail:
-	atomic_long_inc(&win->stats.map_failures);
-	return DMA_MAPPING_ERROR;
+/*
+ * A zero-copy mapping: its slots point at the driver's pages, which user
+ * space can reach only once the request is forwarded (MAPPED for now).
+ */
+static dma_addr_t vl_map_zero_copy(struct vl_window *win, phys_addr_t orig,
+				   size_t size, enum dma_data_direction dir)
+{
+	unsigned long npages = size >> PAGE_SHIFT, i;
+	unsigned long pfn = vl_zone_alloc(&win->zc, npages);
+	u32 link;
+	struct vl_slot *head;
+
+	if (!pfn)
+		return DMA_MAPPING_ERROR;
+	head = vl_zone_slot(&win->zc, pfn);
+	link = vl_zc_link_of(win, head);
+	for (i = 0; i < npages; i++) {
+		struct vl_slot *slot = head + i;
+
+		WRITE_ONCE(slot->page, pfn_to_page(PHYS_PFN(orig) + i));
+		WRITE_ONCE(slot->head, link);
+	}
+	head->orig = orig;
+	head->device_writes = vl_dma_copies_from_device(dir);
+	head->next = 0;
+	WRITE_ONCE(head->state, VL_ZC_MAPPED);
+	/* Last: vl_zc_head() trusts a mapping with a size. */
+	smp_store_release(&head->size, size);
+	atomic_long_inc(&win->stats.zc_maps);
+	atomic_long_add(npages, &win->stats.zc_pages);
+	return (dma_addr_t)pfn << PAGE_SHIFT;
+}
+
+static dma_addr_t __vl_dma_map_page(struct vl_window *win, struct page *page,
+				    unsigned long offset, size_t size,
+				    enum dma_data_direction dir)
+{
+	phys_addr_t orig = page_to_phys(page) + offset;
+	dma_addr_t iova;
+
+	if (!size || size > VL_MAX_MAPPING)
+		return DMA_MAPPING_ERROR;
+	/* Atomic context is allowed here: nothing below sleeps. */
+	if (vl_zc_eligible(win, orig, size))
+		iova = vl_map_zero_copy(win, orig, size, dir);
+	else
+		iova = vl_map_bounce(win, orig, size, dir);
+	if (iova == DMA_MAPPING_ERROR)
+		atomic_long_inc(&win->stats.map_failures);
+	else
+		atomic_long_inc(&win->stats.maps);
+	return iova;
 }
 
 static dma_addr_t vl_dma_map_page(struct device *dev, struct page *page,
@@ -777,6 +1227,34 @@ static bool vl_dma_lookup(struct vl_window *win, dma_addr_t iova, size_t size,
 	return true;
 }
 
+/*
+ * Frees a zero-copy mapping. Its pages must be unreachable: never
+ * published, or retired (and so unmapped) before the driver saw the
+ * completion, or the whole window revoked. A published mapping here means
+ * the driver unmapped a buffer the device still owns, which virtio drivers
+ * do not do; user space could keep reaching it, so the device is failed
+ * (revocation unmaps everything).
+ */
+static void vl_unmap_zero_copy(struct device *dev, struct vl_window *win,
+			       struct vl_slot *head, unsigned long pfn)
+{
+	unsigned long npages = head->size >> PAGE_SHIFT, i;
+
+	if (READ_ONCE(head->state) == VL_ZC_PUBLISHED &&
+	    !vl_window_is_zapped(win)) {
+		dev_WARN_ONCE(dev, true, "zero-copy buffer unmapped while the device owns it\n");
+		vl_fail(container_of(dev, struct vl_device, dev),
+			"a zero-copy buffer was unmapped while in use");
+	}
+	WRITE_ONCE(head->state, VL_ZC_FREE);
+	WRITE_ONCE(head->size, 0);
+	for (i = 0; i < npages; i++) {
+		WRITE_ONCE(head[i].head, 0);
+		WRITE_ONCE(head[i].page, NULL);
+	}
+	free_iova_fast(&win->zc.iovad, pfn, npages);
+}
+
 static void __vl_dma_unmap_page(struct device *dev, dma_addr_t iova,
 				size_t size, enum dma_data_direction dir)
 {
@@ -796,6 +1274,10 @@ static void __vl_dma_unmap_page(struct device *dev, dma_addr_t iova,
 				     size, &iova);
 		return;
 	}
+	if (vl_slot_zone(win, head) == &win->zc) {
+		vl_unmap_zero_copy(dev, win, head, pfn);
+		return;
+	}
 	if (vl_dma_copies_from_device(dir)) {
 		vl_bounce(win, iova, head->orig, size, false);
 		atomic_long_add(size, &win->stats.bytes_from_device);
@@ -803,8 +1285,8 @@ static void __vl_dma_unmap_page(struct device *dev, dma_addr_t iova,
 	npages = vl_span_pages(offset_in_page(iova), size);
 	WRITE_ONCE(head->size, 0);
 	for (i = 0; i < npages; i++)
-		WRITE_ONCE(vl_slot(win, pfn + i)->head, 0);
-	free_iova_fast(&win->iovad, pfn, npages);
+		WRITE_ONCE(vl_zone_slot(&win->bounce, pfn + i)->head, 0);
+	free_iova_fast(&win->bounce.iovad, pfn, npages);
 }
 
 static void vl_dma_unmap_page(struct device *dev, dma_addr_t iova,
@@ -824,7 +1306,8 @@ static void vl_dma_sync_for_cpu(struct device *dev, dma_addr_t iova,
 	struct vl_window *win = dev_to_window(dev);
 	phys_addr_t orig;
 
-	if (vl_dma_copies_from_device(dir) &&
+	/* Zero-copy mappings are the driver's pages: nothing to copy. */
+	if (vl_dma_copies_from_device(dir) && vl_zone_has(&win->bounce, iova >> PAGE_SHIFT) &&
 	    vl_dma_lookup(win, iova, size, &orig))
 		vl_bounce(win, iova, orig, size, false);
 }
@@ -835,7 +1318,7 @@ static void vl_dma_sync_for_device(struct device *dev, dma_addr_t iova,
 	struct vl_window *win = dev_to_window(dev);
 	phys_addr_t orig;
 
-	if (vl_dma_copies_to_device(dir) &&
+	if (vl_dma_copies_to_device(dir) && vl_zone_has(&win->bounce, iova >> PAGE_SHIFT) &&
 	    vl_dma_lookup(win, iova, size, &orig))
 		vl_bounce(win, iova, orig, size, true);
 }
