@@ -1043,17 +1043,18 @@ Status BlkDevice::Queue::complete(std::uint64_t user_data, int res)
 Status BlkDevice::Queue::transferred(std::uint16_t i, int res)
 {
     Slot& s = slots_[i];
-    if (res == -EFAULT && disk_.direct() && !s.bounce && s.op != Op::zero_write) {
+    if (res < 0 && direct_io_cannot_pin(-res) && disk_.direct() && !s.bounce &&
+        s.op != Op::zero_write) {
         // O_DIRECT could not pin the guest's pages: virtio-loopback's
         // zero-copy pages refuse to be pinned (a pin would outlive the
         // request), while copies to and from them work. Copy, for this
         // transfer (again from its start: a short transfer may have moved
         // part of it) and from now on.
         if (!dev_.unpinnable_memory_.exchange(true))
-            ctx_.logger().info("O_DIRECT on {} cannot use the guest's buffers (EFAULT: their "
-                               "pages cannot be pinned, as with virtio-loopback's zero-copy); "
-                               "reads and writes go through aligned copies from now on",
-                               disk_.path());
+            ctx_.logger().info("O_DIRECT on {} cannot use the guest's buffers ({}: their pages "
+                               "cannot be pinned, as with virtio-loopback's zero-copy); reads "
+                               "and writes go through aligned copies from now on",
+                               disk_.path(), strerrorname_np(-res));
         return bounce(i);
     }
     if (res < 0)

@@ -31,12 +31,13 @@
 //
 // With --direct (O_DIRECT), a transfer whose buffers O_DIRECT cannot take
 // goes through an aligned copy: buffers not aligned to the disk's blocks
-// (EINVAL), and guest memory whose pages cannot be pinned (EFAULT: the
-// zero-copy pages of virtio-loopback's window), which is then copied for
-// every later transfer too.
+// (EINVAL), and guest memory whose pages cannot be pinned (EFAULT or
+// EEXIST: the zero-copy pages of virtio-loopback's window), which is then
+// copied for every later transfer too.
 #pragma once
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -88,6 +89,15 @@ struct IoEngineChoice {
 // no io_uring: sync.
 [[nodiscard]] IoEngineChoice choose_io_engine(IoEngine requested, Disk::Kind kind,
                                               std::uint64_t fs_type);
+
+// Whether an O_DIRECT read or write that failed with `error` (an errno)
+// failed because the kernel could not pin the buffer's pages: EFAULT, or
+// EEXIST where get_user_pages found a page table entry without a page (the
+// special entries of virtio-loopback's zero-copy pages). A copy works then.
+[[nodiscard]] constexpr bool direct_io_cannot_pin(int error) noexcept
+{
+    return error == EFAULT || error == EEXIST;
+}
 
 // The validated configuration of the device.
 struct BlkConfig {

@@ -1190,6 +1190,17 @@ TEST_P(BlkRequestTest, DirectIoWithAlignedAndMisalignedBuffers)
     EXPECT_EQ(file_bytes(image_, sector * 512, odd.size()), odd);
 }
 
+// What O_DIRECT reports when it cannot pin a buffer: EFAULT (secretmem, a
+// VM_PFNMAP mapping, an unmapped address), EEXIST (a page table entry
+// without a page: the transport's zero-copy pages). Nothing else.
+TEST(DirectIo, CannotPinIsEfaultOrEexist)
+{
+    EXPECT_TRUE(direct_io_cannot_pin(EFAULT));
+    EXPECT_TRUE(direct_io_cannot_pin(EEXIST));
+    for (const int other : {0, EINVAL, EIO, ENOSPC, EAGAIN, EINTR, ENOMEM})
+        EXPECT_FALSE(direct_io_cannot_pin(other)) << other;
+}
+
 // Guest memory whose pages cannot be pinned, as the transport's zero-copy
 // pages are (here memfd_secret's): O_DIRECT I/O into it fails with EFAULT.
 // The device must fall back to its aligned copies, still direct, and never
