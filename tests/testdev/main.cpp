@@ -54,7 +54,8 @@ Options:
                           write-readonly  write a write request's data buffer
                                       (SIGBUS expected)
                           keep-access attempts on a read request's buffer,
-                          each must fail with EFAULT; the request is then
+                          each must fail with EFAULT (or EEXIST: a page table
+                          entry without a page); the request is then
                           completed and serving goes on:
                           odirect     pread with O_DIRECT from --direct-file
                                       into it
@@ -72,7 +73,7 @@ Options:
 Exit status: 0 after SIGTERM/SIGINT or finished cycles, 1 on an error,
 2 on bad usage; after SIGTERM/SIGINT, 3 if a zero-copy sabotage got through
 (isolation broken: logged "SUCCEEDED"), 4 if a keep-access attempt failed
-otherwise than with EFAULT or could not be made.
+otherwise than with EFAULT or EEXIST, or could not be made.
 )";
 
 struct Options {
@@ -368,7 +369,8 @@ int run(const Options& options)
         log.error("a zero-copy sabotage got through: isolation broken");
         return 3;
     case Finding::unexpected:
-        log.error("a keep-access attempt was not refused with EFAULT, or could not be made");
+        log.error("a keep-access attempt failed with another error than EFAULT or EEXIST, or "
+                  "could not be made");
         return 4;
     case Finding::none:
         break;

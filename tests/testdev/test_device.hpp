@@ -42,8 +42,9 @@ enum class Sabotage {
     touch_after_complete, // reads the buffer once its completion is published
     write_readonly,       // writes a write request's data buffer (the kernel maps it read-only)
     // Keep-access attempts on a device-writable buffer, each of which the
-    // kernel must refuse with EFAULT (its pages cannot be pinned); the
-    // request is then completed normally and serving goes on.
+    // kernel must refuse, its pages cannot be pinned (EFAULT, or EEXIST:
+    // a page table entry without a page); the request is then completed
+    // normally and serving goes on.
     odirect,           // pread with O_DIRECT into the buffer (--direct-file)
     io_uring_register, // io_uring buffer registration of the buffer
     vmsplice,          // vmsplice of the buffer into a pipe
@@ -54,7 +55,7 @@ enum class Sabotage {
 enum class Finding {
     none,             // no such sabotage, or it was refused as expected
     isolation_broken, // an access the kernel must stop went through (exit 3)
-    unexpected,       // refused for another reason than EFAULT, or not tried (exit 4)
+    unexpected,       // refused with another error than EFAULT/EEXIST, or not tried (exit 4)
 };
 
 // Parses "bad-used-id", ...; nullopt if unknown.
