@@ -178,6 +178,7 @@ start_adapter --zero-copy=off
 fio_verify "$disk" 4k:2 128k:4 || fail "qemu-storage-daemon cache.direct=on: fio verify"
 check_zero_copy no "qemu-storage-daemon cache.direct=on, --zero-copy=off"
 stop_adapter
+# shellcheck disable=SC2154 # set by start_qsd (lib.sh)
 kill -TERM "$qsd_pid"
 wait "$qsd_pid" || true
 
