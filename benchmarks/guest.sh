@@ -43,7 +43,7 @@ QEMU_AIO=${BENCH_QEMU_AIO:-io_uring}
 INPUT_EVENTS=${BENCH_INPUT_EVENTS:-500}
 RNG_SECONDS=${BENCH_RNG_SECONDS:-2}
 POLL_US=${BENCH_POLL_US:-1000}
-ALL_BLK="vl-blk vl-blk-poll vl-qsd vduse loop nbd null_blk vl-null"
+ALL_BLK="vl-blk vl-blk-bounce vl-blk-poll vl-qsd vduse loop nbd null_blk vl-null"
 ALL_INPUT="vl-input vl-input-poll uinput"
 ALL_RNG="vl-rng urandom"
 CONTENDERS=${BENCH_CONTENDERS:-"$ALL_BLK $ALL_INPUT $ALL_RNG"}
@@ -134,7 +134,8 @@ start_adapter() { # socket type; times until `condition` holds
 	local t0
 	t0=$(now_us)
 	# Info level: its "set-up:" line says when each step ended.
-	"$BIN/virtio-loopback-adapter" -s "$1" -d "$2" -l info >>"$LOG" 2>&1 &
+	# ADAPTER_ARGS: the contender's own device options.
+	"$BIN/virtio-loopback-adapter" -s "$1" -d "$2" ${ADAPTER_ARGS:-} -l info >>"$LOG" 2>&1 &
 	ADAPTER_PID=$!
 	poll_until 60 "$3" || { echo "no device appeared within 60 s: $(log_tail "$LOG")"; return 1; }
 	SETUP_US=$(($(now_us) - t0))
@@ -178,6 +179,12 @@ setup_vl-blk() {
 	vl_blk_setup "$BIN/vhost-user-blk" -s "$RUN/blk.sock" -b "$IMG" --num-queues=1 --direct -l warn
 }
 teardown_vl-blk() { vl_teardown; poll_until 10 no_virtio_disk; }
+
+# The same with every buffer bounced through the window (zero-copy off).
+setup_vl-blk-bounce() {
+	ADAPTER_ARGS=--zero-copy=off setup_vl-blk
+}
+teardown_vl-blk-bounce() { teardown_vl-blk; }
 
 setup_vl-blk-poll() {
 	[[ -x $BIN/vhost-user-blk ]] || { echo "skipped: not built ($BIN/vhost-user-blk)"; return 2; }
@@ -458,6 +465,7 @@ record info rng_command "vl-read-rate DEVICE $RNG_SECONDS 65536"
 record info input_command "vinput-latency {uinput | fifo --fifo FIFO --device /dev/input/eventN} --events $INPUT_EVENTS --json"
 record info contenders "$CONTENDERS"
 record info setup_vl-blk "vhost-user-blk -s SOCK -b $IMG --num-queues=1 --direct; virtio-loopback-adapter -s SOCK -d blk"
+record info setup_vl-blk-bounce "vhost-user-blk -s SOCK -b $IMG --num-queues=1 --direct; virtio-loopback-adapter -s SOCK -d blk --zero-copy=off"
 record info setup_vl-blk-poll "vhost-user-blk -s SOCK -b $IMG --num-queues=1 --direct --poll-us=$POLL_US; virtio-loopback-adapter -s SOCK -d blk"
 record info setup_vl-qsd "qemu-storage-daemon --blockdev $QSD_FILE --blockdev driver=raw,node-name=disk,file=file --export type=vhost-user-blk,id=exp,node-name=disk,addr.type=unix,addr.path=SOCK,writable=on,num-queues=1; virtio-loopback-adapter -s SOCK -d blk"
 record info setup_vduse "modprobe vdpa vduse virtio_vdpa virtio_blk; qemu-storage-daemon --blockdev $QSD_FILE --blockdev driver=raw,node-name=disk,file=file --export type=vduse-blk,id=exp,node-name=disk,name=benchvduse,num-queues=1,writable=on; vdpa dev add name benchvduse mgmtdev vduse"

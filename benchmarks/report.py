@@ -25,7 +25,8 @@ import tempfile
 # What the contenders and workloads are called in the results
 # ---------------------------------------------------------------------------
 BLK = [
-    ("vl-blk", "virtio-loopback + vhost-user-blk (ours)"),
+    ("vl-blk", "virtio-loopback + vhost-user-blk (ours, zero-copy)"),
+    ("vl-blk-bounce", "virtio-loopback + vhost-user-blk, every buffer bounced (--zero-copy=off)"),
     ("vl-blk-poll", "virtio-loopback + vhost-user-blk --poll-us (ours, busy-polling)"),
     ("vl-qsd", "virtio-loopback + qemu-storage-daemon"),
     ("vduse", "VDUSE + qemu-storage-daemon"),
@@ -77,7 +78,7 @@ SETUP_STEPS = [
 SETUP_STEP_RE = [(re.compile(r"(?<![\w-])" + re.escape(words) + r"\s+([0-9]+(?:\.[0-9]+)?)\s*ms\b"), metric)
                  for words, metric in SETUP_STEPS]
 # The contenders that have an adapter (and so that line).
-VL_SETUP = ["vl-blk", "vl-blk-poll", "vl-qsd", "vl-null", "vl-input", "vl-input-poll", "vl-rng"]
+VL_SETUP = ["vl-blk", "vl-blk-bounce", "vl-blk-poll", "vl-qsd", "vl-null", "vl-input", "vl-input-poll", "vl-rng"]
 
 
 def parse_setup_steps(text):

@@ -126,6 +126,8 @@ struct vl_window {
 		atomic_long_t zc_pages;		/* ... their pages */
 		atomic_long_t zc_faults;	/* user faults that mapped them */
 		atomic_long_t zc_zaps;		/* unmap_mapping_range() calls */
+		atomic_long_t zc_fault_ns;	/* time mapping them in faults */
+		atomic_long_t zc_zap_ns;	/* time unmapping them */
 	} stats;
 
 	struct file *file;		/* the mmap-only window file */

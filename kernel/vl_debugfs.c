@@ -29,7 +29,7 @@ static int vl_stats_show(struct seq_file *s, void *unused)
 			   atomic_long_read(&q->stats.irqs_deferred),
 			   atomic_long_read(&q->stats.irqs_withheld));
 	}
-	seq_printf(s, "window bytes %zu maps %ld map_failures %ld pages %ld page_failures %ld bytes_to_device %ld bytes_from_device %ld bounce_ns %ld dma_ns %ld zc_maps %ld zc_pages %ld zc_faults %ld zc_zaps %ld\n",
+	seq_printf(s, "window bytes %zu maps %ld map_failures %ld pages %ld page_failures %ld bytes_to_device %ld bytes_from_device %ld bounce_ns %ld dma_ns %ld zc_maps %ld zc_pages %ld zc_faults %ld zc_zaps %ld zc_fault_ns %ld zc_zap_ns %ld\n",
 		   win->size, atomic_long_read(&win->stats.maps),
 		   atomic_long_read(&win->stats.map_failures),
 		   atomic_long_read(&win->stats.pages),
@@ -41,7 +41,9 @@ static int vl_stats_show(struct seq_file *s, void *unused)
 		   atomic_long_read(&win->stats.zc_maps),
 		   atomic_long_read(&win->stats.zc_pages),
 		   atomic_long_read(&win->stats.zc_faults),
-		   atomic_long_read(&win->stats.zc_zaps));
+		   atomic_long_read(&win->stats.zc_zaps),
+		   atomic_long_read(&win->stats.zc_fault_ns),
+		   atomic_long_read(&win->stats.zc_zap_ns));
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(vl_stats);

@@ -107,16 +107,16 @@ static bool vl_read_desc(struct vl_queue *q, u64 table_iova, unsigned int i,
 				     table_iova + i * sizeof(*d), d, sizeof(*d));
 }
 
-/* One buffer of a chain, as vl_for_each_buffer() hands it out. */
+/* One buffer of a chain, as vl_walk_chain() hands it out. */
 struct vl_buffer {
 	u64 addr;
 	u32 len;
 	bool device_writes;
 };
 
-/* What vl_for_each_buffer() calls; false stops the walk. */
-typedef bool (*vl_buffer_fn_t)(struct vl_queue *q, const struct vl_buffer *buf,
-			     void *arg);
+/* What vl_walk_chain() calls; false stops the walk. */
+typedef bool vl_buffer_fn_t(struct vl_queue *q, const struct vl_buffer *buf,
+			    void *arg);
 
 /*
  * Calls fn on each buffer of the chain at head, in order, until fn returns
@@ -124,8 +124,8 @@ typedef bool (*vl_buffer_fn_t)(struct vl_queue *q, const struct vl_buffer *buf,
  * abort path walks rings user space may have scribbled on before they were
  * revoked.
  */
-static void vl_for_each_buffer(struct vl_queue *q, u16 head, vl_buffer_fn_t fn,
-			       void *arg)
+static void vl_walk_chain(struct vl_queue *q, u16 head, vl_buffer_fn_t *fn,
+			  void *arg)
 {
 	struct virtio_device *vdev = &q->vl->vdev;
 	unsigned int table_len = q->num, budget = q->num, i = head;
@@ -188,7 +188,7 @@ static void vl_publish_chain(struct vl_queue *q, u16 head)
 {
 	struct vl_chain_links links = {};
 
-	vl_for_each_buffer(q, head, vl_publish_buffer, &links);
+	vl_walk_chain(q, head, vl_publish_buffer, &links);
 	vl_window_zc_link(q->vl->window, links.first, links.last);
 }
 
@@ -229,7 +229,7 @@ static void vl_queue_retire(struct vl_queue *q)
 		head = virtio32_to_cpu(vdev, READ_ONCE(elem->id));
 		if (head >= q->num || (!q->track_lost && !q->outstanding[head]))
 			break;
-		vl_for_each_buffer(q, head, vl_retire_buffer, &zap);
+		vl_walk_chain(q, head, vl_retire_buffer, &zap);
 	}
 	spin_unlock_irq(&q->track_lock);
 
@@ -1050,7 +1050,7 @@ static u32 vl_fail_chain(struct vl_queue *q, u16 head, enum vl_fail_fill fill)
 	struct vl_window *win = q->vl->window;
 	struct vl_fail_walk walk = { .fill = fill };
 
-	vl_for_each_buffer(q, head, vl_fail_buffer, &walk);
+	vl_walk_chain(q, head, vl_fail_buffer, &walk);
 	if (fill == VL_FAIL_BLK_STATUS && walk.last) {
 		u8 status = VIRTIO_BLK_S_IOERR;
 

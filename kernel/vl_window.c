@@ -598,8 +598,11 @@ void vl_window_zap(struct vl_window *win, struct vl_zap *zap)
 {
 	unsigned int i;
 
+	u64 start;
+
 	if (!zap->count)
 		return;
+	start = ktime_get_ns();
 	/* Pairs with the fault handlers' read lock; see above. */
 	down_write(&win->revoke_lock);
 	up_write(&win->revoke_lock);
@@ -607,6 +610,7 @@ void vl_window_zap(struct vl_window *win, struct vl_zap *zap)
 		unmap_mapping_range(win->file->f_mapping, zap->start[i],
 				    zap->end[i] - zap->start[i], 1);
 	atomic_long_add(zap->count, &win->stats.zc_zaps);
+	atomic_long_add(ktime_get_ns() - start, &win->stats.zc_zap_ns);
 	zap->count = 0;
 	zap->overflow = false;
 }
@@ -639,69 +643,109 @@ bool vl_window_is_zapped(struct vl_window *win)
 }
 
 struct vl_zc_fill {
-	struct mm_struct *mm;
-	unsigned long pfn;	/* the driver's page for the next PTE */
-	pgprot_t prot;
+	struct vl_window *win;
+	struct vm_area_struct *vma;
+	pgprot_t writable;	/* for buffers the device writes */
 };
 
+/*
+ * apply_to_page_range() callback, page-table lock held: maps the page of
+ * the window at addr if it belongs to a published mapping. Writable at
+ * once where the device writes the buffer (the VMA's own protection is
+ * write-notified, and a fault per page to upgrade it would cost more than
+ * the copy zero-copy saves), read-only otherwise.
+ */
 static int vl_zc_set_pte(pte_t *pte, unsigned long addr, void *data)
 {
 	struct vl_zc_fill *fill = data;
-	pte_t entry = pte_mkspecial(pfn_pte(fill->pfn++, fill->prot));
+	struct vm_area_struct *vma = fill->vma;
+	unsigned long pfn = vma->vm_pgoff + ((addr - vma->vm_start) >> PAGE_SHIFT);
+	struct vl_slot *slot = vl_zone_slot(&fill->win->zc, pfn);
+	u32 link = READ_ONCE(slot->head);
+	struct vl_slot *head = link ? &fill->win->zc.slots[link - 1] : NULL;
+	pgprot_t prot;
 
-	/* Present already: a racing fault mapped the same page. */
-	if (pte_none(ptep_get(pte)))
-		set_pte_at(fill->mm, addr, pte, entry);
+	/* Acquire: the page was recorded before the mapping was published. */
+	if (!head || smp_load_acquire(&head->state) != VL_ZC_PUBLISHED ||
+	    !pte_none(ptep_get(pte)))
+		return 0;
+	prot = head->device_writes ? fill->writable : vma->vm_page_prot;
+	set_pte_at(vma->vm_mm, addr, pte,
+		   pte_mkspecial(pfn_pte(page_to_pfn(READ_ONCE(slot->page)),
+					 prot)));
 	return 0;
 }
 
 /*
- * Maps the pages of one published mapping into vma, as special PTEs:
- * writable at once where the device writes the buffer (the VMA's own
- * protection is write-notified, and one fault per page to upgrade it
- * would cost more than the copy zero-copy saves), read-only otherwise.
- * vmf_insert_mixed() cannot choose the protection, and its variants that
- * can are not exported on every kernel we support; apply_to_page_range()
- * takes the page-table lock and allocates tables as a fault would.
+ * Maps the published pages among window pages [first, end) into vma, as
+ * special PTEs. vmf_insert_mixed() cannot choose the protection, and its
+ * variants that can are not exported on every kernel we support;
+ * apply_to_page_range() takes the page-table lock and allocates tables as
+ * a fault would, and one call covers many mappings.
  */
-static vm_fault_t vl_zc_insert(struct vl_window *win,
-			       struct vm_area_struct *vma,
-			       struct vl_slot *head)
+static vm_fault_t vl_zc_map_range(struct vl_window *win,
+				  struct vm_area_struct *vma,
+				  unsigned long first, unsigned long end)
 {
-	unsigned long first = win->zc.first_pfn + (head - win->zc.slots);
-	unsigned long start = max(first, vma->vm_pgoff);
-	unsigned long end = min(first + (head->size >> PAGE_SHIFT),
-				vma->vm_pgoff + vma_pages(vma));
 	struct vl_zc_fill fill = {
-		.mm = vma->vm_mm,
-		.pfn = PHYS_PFN(head->orig) + (start - first),
-		.prot = head->device_writes ? vm_get_page_prot(vma->vm_flags) :
-					      vma->vm_page_prot,
+		.win = win,
+		.vma = vma,
+		.writable = vm_get_page_prot(vma->vm_flags),
 	};
 	int err;
 
-	if (start >= end)
+	first = max(first, vma->vm_pgoff);
+	end = min(end, vma->vm_pgoff + vma_pages(vma));
+	if (first >= end)
 		return VM_FAULT_NOPAGE;
 	err = apply_to_page_range(vma->vm_mm, vma->vm_start +
-				  ((start - vma->vm_pgoff) << PAGE_SHIFT),
-				  (end - start) << PAGE_SHIFT, vl_zc_set_pte,
+				  ((first - vma->vm_pgoff) << PAGE_SHIFT),
+				  (end - first) << PAGE_SHIFT, vl_zc_set_pte,
 				  &fill);
 	if (err == -ENOMEM)
 		return VM_FAULT_OOM;
 	return err ? VM_FAULT_SIGBUS : VM_FAULT_NOPAGE;
 }
 
+/* Window pages [*first, *end) of the mapping whose head is head. */
+static void vl_zc_pages(struct vl_window *win, struct vl_slot *head,
+			unsigned long *first, unsigned long *end)
+{
+	*first = win->zc.first_pfn + (head - win->zc.slots);
+	*end = *first + (READ_ONCE(head->size) >> PAGE_SHIFT);
+}
+
+/* The next published mapping of head's chain, or NULL. */
+static struct vl_slot *vl_zc_next(struct vl_window *win, struct vl_slot *pos)
+{
+	u32 link = READ_ONCE(pos->next);
+
+	if (!link)
+		return NULL;
+	pos = &win->zc.slots[link - 1];
+	/* Acquire, as for the chain's first mapping. */
+	return smp_load_acquire(&pos->state) == VL_ZC_PUBLISHED ? pos : NULL;
+}
+
+/* Most mappings a fault follows through a chain's links. */
+#define VL_ZC_CHAIN_MAX		1024
+
 /*
  * Fault in the zero-copy zone; revoke_lock is held for read. Maps the
  * whole chain the page belongs to: a back-end touches all of a request's
- * buffers, and one fault is cheaper than one per page.
+ * buffers, and one fault is cheaper than one per page. The chain's
+ * buffers usually have neighbouring IOVAs (the allocator hands them out
+ * in a row), so one pass over their span does it; a scattered chain is
+ * mapped buffer by buffer.
  */
 static vm_fault_t vl_zc_fault(struct vl_window *win, struct vm_fault *vmf)
 {
 	struct vl_slot *head = vl_zc_head(win, (u64)vmf->pgoff << PAGE_SHIFT);
-	unsigned int budget = 2 * VIRTIO_LOOPBACK_MAX_QUEUE_SIZE;
+	unsigned long first, end, lo, hi, pages = 0;
 	vm_fault_t ret = VM_FAULT_NOPAGE;
+	unsigned int n = 0;
 	struct vl_slot *pos;
+	u64 start;
 
 	/* Acquire: the links were written before the state was published. */
 	if (!head || smp_load_acquire(&head->state) != VL_ZC_PUBLISHED)
@@ -709,16 +753,29 @@ static vm_fault_t vl_zc_fault(struct vl_window *win, struct vm_fault *vmf)
 	if ((vmf->flags & FAULT_FLAG_WRITE) && !head->device_writes)
 		return VM_FAULT_SIGBUS;
 	atomic_long_inc(&win->stats.zc_faults);
-	pos = head;
-	do {
-		ret = vl_zc_insert(win, vmf->vma, pos);
-		if (ret != VM_FAULT_NOPAGE)
+	start = ktime_get_ns();
+	vl_zc_pages(win, head, &lo, &hi);
+	for (pos = head; pos && n < VL_ZC_CHAIN_MAX;
+	     pos = vl_zc_next(win, pos), n++) {
+		if (n && pos == head)
 			break;
-		pos = READ_ONCE(pos->next) ?
-		      &win->zc.slots[READ_ONCE(pos->next) - 1] : NULL;
-		/* Acquire, as for head. */
-	} while (pos && pos != head && --budget &&
-		 smp_load_acquire(&pos->state) == VL_ZC_PUBLISHED);
+		vl_zc_pages(win, pos, &first, &end);
+		lo = min(lo, first);
+		hi = max(hi, end);
+		pages += end - first;
+	}
+	if (hi - lo <= 2 * pages) {
+		ret = vl_zc_map_range(win, vmf->vma, lo, hi);
+	} else {
+		for (pos = head, n = 0; pos && n < VL_ZC_CHAIN_MAX &&
+		     ret == VM_FAULT_NOPAGE; pos = vl_zc_next(win, pos), n++) {
+			if (n && pos == head)
+				break;
+			vl_zc_pages(win, pos, &first, &end);
+			ret = vl_zc_map_range(win, vmf->vma, first, end);
+		}
+	}
+	atomic_long_add(ktime_get_ns() - start, &win->stats.zc_fault_ns);
 	return ret;
 }
 
@@ -803,8 +860,8 @@ static vm_fault_t vl_window_pfn_mkwrite(struct vm_fault *vmf)
 
 	down_read(&win->revoke_lock);
 	head = vl_zc_head(win, (u64)vmf->pgoff << PAGE_SHIFT);
-	/* Acquire: pairs with the release in vl_window_zc_publish(). */
 	if (!win->revoked && head && head->device_writes &&
+	    /* Acquire: pairs with the release in vl_window_zc_publish(). */
 	    smp_load_acquire(&head->state) == VL_ZC_PUBLISHED)
 		ret = 0;
 	up_read(&win->revoke_lock);
