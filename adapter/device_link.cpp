@@ -244,6 +244,7 @@ Status DeviceLink::create_device()
     params.window_size = spec_.window_bytes;
     params.timeout_ms = settings_.reply_timeout_ms;
     params.config = std::move(plan.config);
+    params.zero_copy = spec_.zero_copy;
     offered_features_ = params.features;
 
     VL_TRY_ASSIGN(auto control, loopback::ControlFile::open(settings_.control_path));
@@ -265,9 +266,9 @@ Status DeviceLink::create_device()
     driver_ok_ = false;
     VL_TRY_ASSIGN(auto info, control_->info());
     log_.info("virtio-loopback.{}: {} device (virtio id {}) on {}, {} queue(s) of up to {}, "
-              "window {} MiB",
-              info.index, spec_.type->name, spec_.virtio_id, spec_.socket, queues,
-              spec_.queue_size, window_.size >> 20);
+              "window {} MiB, zero-copy {}",
+              info.index, spec_.type->name, spec_.virtio_id, spec_.socket, queues, spec_.queue_size,
+              window_.size >> 20, spec_.zero_copy ? "on" : "off");
     return ok_status();
 }
 

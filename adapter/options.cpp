@@ -42,6 +42,16 @@ Device options:
                            serves no control queue)
   -qs, --queue-size N      ring size, a power of two (default per type)
       --window-mb N        DMA window in MiB (default per type)
+      --zero-copy on|off   on (default): buffers of whole pages reach the
+                           back-end as the driver's own pages, mapped in
+                           its window only while it owns the request, not
+                           as copies. Such pages cannot be pinned: O_DIRECT
+                           I/O, io_uring registered buffers and vmsplice on
+                           them fail with EFAULT. Back-ends that do O_DIRECT
+                           I/O straight into guest memory, such as
+                           qemu-storage-daemon with cache.direct=on, need
+                           --zero-copy=off (our vhost-user-blk --direct
+                           falls back to a copy by itself)
 
 Options:
   -c, --config FILE        read devices and options from FILE (see below)
@@ -116,6 +126,15 @@ Result<std::uint32_t> parse_in_range(std::string_view option, std::string_view t
     return static_cast<std::uint32_t>(value);
 }
 
+Result<bool> parse_on_off(std::string_view option, std::string_view text)
+{
+    if (text == "on")
+        return true;
+    if (text == "off")
+        return false;
+    return Error(fmt::format("{} wants on or off, got '{}'", option, text), EINVAL);
+}
+
 // Builds the device list and options one (key, value) at a time, from the
 // command line and config files alike.
 class Builder {
@@ -156,6 +175,10 @@ public:
         if (key == "window-mb") {
             VL_TRY_ASSIGN(auto mib, parse_in_range("--window-mb", value, 1, 1024));
             current().window_bytes = std::uint64_t{mib} << 20;
+            return ok_status();
+        }
+        if (key == "zero-copy") {
+            VL_TRY_ASSIGN(current().zero_copy, parse_on_off("--zero-copy", value));
             return ok_status();
         }
         if (key == "control") {
@@ -288,12 +311,12 @@ struct OptionName {
     bool takes_value;
 };
 constexpr OptionName kOptions[] = {
-    {"socket", "-s", true},        {"device", "-d", true},       {"virtio-id", "", true},
-    {"config-size", "", true},     {"num-queues", "-qn", true},  {"queue-size", "-qs", true},
-    {"window-mb", "", true},       {"tag", "", true},            {"config", "-c", true},       {"control", "", true},
-    {"connect-timeout", "", true}, {"reconnect-grace", "", true}, {"reply-timeout-ms", "", true},
-    {"stall-timeout", "", true},
-    {"log-level", "-l", true},     {"list-devices", "", false},  {"help", "-h", false},
+    {"socket", "-s", true},        {"device", "-d", true},         {"virtio-id", "", true},
+    {"config-size", "", true},     {"num-queues", "-qn", true},    {"queue-size", "-qs", true},
+    {"window-mb", "", true},       {"zero-copy", "", true},        {"tag", "", true},
+    {"config", "-c", true},        {"control", "", true},          {"connect-timeout", "", true},
+    {"reconnect-grace", "", true}, {"reply-timeout-ms", "", true}, {"stall-timeout", "", true},
+    {"log-level", "-l", true},     {"list-devices", "", false},    {"help", "-h", false},
     {"version", "-V", false},
 };
 

@@ -23,6 +23,9 @@ struct DeviceSpec {
     std::uint32_t queue_size = 0;
     std::uint64_t window_bytes = 0;
     std::string tag; // --tag: the name a virtio-fs device is mounted by
+    // --zero-copy: whole-page buffers reach the back-end as the driver's
+    // own pages rather than bounced copies (VIRTIO_LOOPBACK_CREATE_ZERO_COPY)
+    bool zero_copy = true;
     std::string name; // for logs: "blk0", "rng1", ...
 };
 

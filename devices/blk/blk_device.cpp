@@ -355,6 +355,7 @@ class BlkDevice::Queue
         // current operation covers, from `offset`; `remaining` bytes left.
         std::uint64_t offset = 0;
         std::uint64_t remaining = 0;
+        std::uint64_t length = 0; // of the whole read or write
         std::vector<iovec> iov;
         std::size_t iov_done = 0; // iovecs fully transferred
         std::unique_ptr<std::byte, FreeDeleter> bounce;
@@ -395,6 +396,9 @@ class BlkDevice::Queue
                                std::size_t skip, std::size_t len);
     [[nodiscard]] bool direct_ok(std::span<const iovec> iov) const;
     Status begin_transfer(std::uint16_t i, Op op, std::uint64_t offset, std::uint64_t len);
+    // (Re)starts the slot's read or write from its first byte through an
+    // aligned copy of the guest's buffers, for O_DIRECT.
+    Status bounce(std::uint16_t i);
     // Starts the slot's current operation: prepares it in the ring (uring),
     // or does it right away and queues its result for complete_done()
     // (sync).
@@ -892,19 +896,31 @@ Status BlkDevice::Queue::begin_transfer(std::uint16_t i, Op op, std::uint64_t of
     s.op = op;
     s.offset = offset;
     s.remaining = len;
-    if (disk_.direct() && !direct_ok(s.iov)) {
-        // O_DIRECT refuses this buffer layout (EINVAL): go through an
-        // aligned copy. Rare: drivers normally hand out whole pages.
-        const std::size_t size = (len + kBounceAlign - 1) / kBounceAlign * kBounceAlign;
-        s.bounce.reset(static_cast<std::byte*>(std::aligned_alloc(kBounceAlign, size)));
-        if (!s.bounce)
-            return io_failed(i, ENOMEM);
-        if (op == Op::write)
-            virtq::copy_from_buffers(s.chain.readable(), kHeaderSize,
-                                     std::span(s.bounce.get(), len));
-        s.iov.assign(1, iovec{s.bounce.get(), len});
-        s.iov_done = 0;
-    }
+    s.length = len;
+    // O_DIRECT refuses this buffer layout (EINVAL; rare: drivers normally
+    // hand out whole pages), or the guest's pages cannot be pinned, as
+    // O_DIRECT needs (learnt from an EFAULT, see transferred()): go
+    // through an aligned copy.
+    if (disk_.direct() &&
+        (dev_.unpinnable_memory_.load(std::memory_order_relaxed) || !direct_ok(s.iov)))
+        return bounce(i);
+    return submit_current(i);
+}
+
+Status BlkDevice::Queue::bounce(std::uint16_t i)
+{
+    Slot& s = slots_[i];
+    s.offset -= s.length - s.remaining;
+    s.remaining = s.length;
+    const std::size_t len = s.length;
+    const std::size_t size = (len + kBounceAlign - 1) / kBounceAlign * kBounceAlign;
+    s.bounce.reset(static_cast<std::byte*>(std::aligned_alloc(kBounceAlign, size)));
+    if (!s.bounce)
+        return io_failed(i, ENOMEM);
+    if (s.op == Op::write)
+        virtq::copy_from_buffers(s.chain.readable(), kHeaderSize, std::span(s.bounce.get(), len));
+    s.iov.assign(1, iovec{s.bounce.get(), len});
+    s.iov_done = 0;
     return submit_current(i);
 }
 
@@ -1027,6 +1043,20 @@ Status BlkDevice::Queue::complete(std::uint64_t user_data, int res)
 Status BlkDevice::Queue::transferred(std::uint16_t i, int res)
 {
     Slot& s = slots_[i];
+    if (res < 0 && direct_io_cannot_pin(-res) && disk_.direct() && !s.bounce &&
+        s.op != Op::zero_write) {
+        // O_DIRECT could not pin the guest's pages: virtio-loopback's
+        // zero-copy pages refuse to be pinned (a pin would outlive the
+        // request), while copies to and from them work. Copy, for this
+        // transfer (again from its start: a short transfer may have moved
+        // part of it) and from now on.
+        if (!dev_.unpinnable_memory_.exchange(true))
+            ctx_.logger().info("O_DIRECT on {} cannot use the guest's buffers ({}: their pages "
+                               "cannot be pinned, as with virtio-loopback's zero-copy); reads "
+                               "and writes go through aligned copies from now on",
+                               disk_.path(), strerrorname_np(-res));
+        return bounce(i);
+    }
     if (res < 0)
         return io_failed(i, -res);
     const auto n = std::min<std::uint64_t>(static_cast<std::uint64_t>(res), s.remaining);
@@ -1046,8 +1076,7 @@ Status BlkDevice::Queue::transferred(std::uint16_t i, int res)
     if (s.op == Op::zero_write)
         return next_segment(i);
     if (s.op == Op::read && s.bounce)
-        virtq::copy_to_buffers(s.chain.writable(), 0,
-                               std::span(s.bounce.get(), s.used_len - std::size_t{1}));
+        virtq::copy_to_buffers(s.chain.writable(), 0, std::span(s.bounce.get(), s.length));
     return finish(i, VIRTIO_BLK_S_OK);
 }
 

@@ -28,9 +28,16 @@
 // Both drive the same request state machine with io_uring's results (bytes
 // or -errno). Short transfers are resubmitted from where they stopped;
 // EINTR and EAGAIN are retried.
+//
+// With --direct (O_DIRECT), a transfer whose buffers O_DIRECT cannot take
+// goes through an aligned copy: buffers not aligned to the disk's blocks
+// (EINVAL), and guest memory whose pages cannot be pinned (EFAULT or
+// EEXIST: the zero-copy pages of virtio-loopback's window), which is then
+// copied for every later transfer too.
 #pragma once
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -82,6 +89,15 @@ struct IoEngineChoice {
 // no io_uring: sync.
 [[nodiscard]] IoEngineChoice choose_io_engine(IoEngine requested, Disk::Kind kind,
                                               std::uint64_t fs_type);
+
+// Whether an O_DIRECT read or write that failed with `error` (an errno)
+// failed because the kernel could not pin the buffer's pages: EFAULT, or
+// EEXIST where get_user_pages found a page table entry without a page (the
+// special entries of virtio-loopback's zero-copy pages). A copy works then.
+[[nodiscard]] constexpr bool direct_io_cannot_pin(int error) noexcept
+{
+    return error == EFAULT || error == EEXIST;
+}
 
 // The validated configuration of the device.
 struct BlkConfig {
@@ -164,6 +180,9 @@ class BlkDevice final : public backend::Device
     // EOPNOTSUPP, by any queue): later requests skip the attempt.
     std::atomic<bool> no_punch_hole_{false};
     std::atomic<bool> no_zero_range_{false};
+    // The guest's buffers cannot be pinned for O_DIRECT (learnt on the first
+    // EFAULT, by any queue): later direct reads and writes bounce at once.
+    std::atomic<bool> unpinnable_memory_{false};
 
     // One per queue index, each used only by that queue's worker between
     // queue_started() and queue_stopped().

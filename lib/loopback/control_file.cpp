@@ -98,8 +98,15 @@ Status ControlFile::create(const DeviceParams& params)
     c.config_size = static_cast<std::uint32_t>(params.config.size());
     c.timeout_ms = params.timeout_ms;
     c.window_size = params.window_size;
+    c.flags = params.zero_copy ? VIRTIO_LOOPBACK_CREATE_ZERO_COPY : 0;
     std::memcpy(c.config, params.config.data(), params.config.size());
-    return ioctl_status(VIRTIO_LOOPBACK_IOC_CREATE, &c, "VIRTIO_LOOPBACK_IOC_CREATE");
+    Status created = ioctl_status(VIRTIO_LOOPBACK_IOC_CREATE, &c, "VIRTIO_LOOPBACK_IOC_CREATE");
+    if (!created.ok() && created.error().code() == EINVAL && params.zero_copy)
+        return Error(created.error().message() +
+                         " (a module older than zero-copy refuses the flag: load the module "
+                         "built with this program, or turn zero-copy off)",
+                     EINVAL);
+    return created;
 }
 
 Result<virtio_loopback_info> ControlFile::info() const

@@ -27,6 +27,10 @@ struct DeviceParams {
     std::vector<std::byte> config;
     std::uint64_t window_size = 0; // 0: the module picks
     std::uint32_t timeout_ms = 0;  // 0: the module default
+    // VIRTIO_LOOPBACK_CREATE_ZERO_COPY: whole-page buffers appear in the
+    // window as the driver's own pages instead of bounced copies, and
+    // cannot be pinned (O_DIRECT into them fails with EFAULT).
+    bool zero_copy = false;
 };
 
 struct QueueInfo {

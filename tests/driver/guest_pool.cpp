@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "guest_pool.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <bit>
@@ -110,7 +112,8 @@ GuestPool::GuestPool(UniqueFd fd, Mapping mapping, std::uint64_t guest_base)
 {
 }
 
-Result<std::shared_ptr<GuestPool>> GuestPool::create(std::uint64_t size, std::uint64_t guest_base)
+Result<std::shared_ptr<GuestPool>> GuestPool::create(std::uint64_t size, std::uint64_t guest_base,
+                                                     Backing backing)
 {
     const auto page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
     if (size == 0 || size > (std::uint64_t{1} << 40))
@@ -126,9 +129,20 @@ Result<std::shared_ptr<GuestPool>> GuestPool::create(std::uint64_t size, std::ui
 
     // A memfd because the back-end must map the same pages: vhost-user
     // shares memory by fd, so anonymous memory would not do.
-    UniqueFd fd(::memfd_create("vl-test-driver-guest", MFD_CLOEXEC));
-    if (!fd)
-        return Error::from_errno("memfd_create for guest memory");
+    UniqueFd fd;
+    if (backing == Backing::unpinnable) {
+#ifdef SYS_memfd_secret
+        fd.reset(static_cast<int>(::syscall(SYS_memfd_secret, O_CLOEXEC)));
+#else
+        errno = ENOSYS;
+#endif
+        if (!fd)
+            return Error::from_errno("memfd_secret for unpinnable guest memory");
+    } else {
+        fd.reset(::memfd_create("vl-test-driver-guest", MFD_CLOEXEC));
+        if (!fd)
+            return Error::from_errno("memfd_create for guest memory");
+    }
     if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) < 0)
         return Error::from_errno(fmt::format("ftruncate of guest memory to {} bytes", bytes));
     VL_TRY_ASSIGN(Mapping mapping, Mapping::map(fd.get(), static_cast<std::size_t>(bytes), 0));

@@ -68,8 +68,21 @@ class Buffer;
 class GuestPool : public std::enable_shared_from_this<GuestPool>
 {
   public:
+    // What backs the memory.
+    enum class Backing {
+        memfd,
+        // memfd_secret(2): pages that get_user_pages refuses to pin, as the
+        // transport's zero-copy pages are, so that O_DIRECT I/O, io_uring
+        // buffer registration or vmsplice on them fail with EFAULT while
+        // plain reads and writes (copies) work. Counted against
+        // RLIMIT_MEMLOCK (each mapping); ENOSYS where the kernel has no
+        // secretmem (built without it, or secretmem.enable=0).
+        unpinnable,
+    };
+
     // `size` is rounded up to whole pages. guest_base must be page-aligned.
-    static Result<std::shared_ptr<GuestPool>> create(std::uint64_t size, std::uint64_t guest_base);
+    static Result<std::shared_ptr<GuestPool>> create(std::uint64_t size, std::uint64_t guest_base,
+                                                     Backing backing = Backing::memfd);
 
     GuestPool(const GuestPool&) = delete;
     GuestPool& operator=(const GuestPool&) = delete;

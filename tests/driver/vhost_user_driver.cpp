@@ -129,7 +129,10 @@ Result<VhostUserDriver> VhostUserDriver::connect(const std::string& socket_path,
 Result<VhostUserDriver> VhostUserDriver::connect(vhost_user::Connection connection,
                                                  const ConnectOptions& options, Logger logger)
 {
-    VL_TRY_ASSIGN(auto pool, GuestPool::create(options.memory_bytes, options.guest_base));
+    VL_TRY_ASSIGN(auto pool,
+                  GuestPool::create(options.memory_bytes, options.guest_base,
+                                    options.unpinnable_memory ? GuestPool::Backing::unpinnable
+                                                              : GuestPool::Backing::memfd));
     vhost_user::Frontend frontend(std::move(connection),
                                   vhost_user::FrontendOptions{options.reply_timeout});
     VhostUserDriver driver(std::move(frontend), std::move(pool), std::move(logger));

@@ -78,6 +78,9 @@ struct ConnectOptions {
     // the reverse) touches nothing valid and fails.
     std::uint64_t memory_bytes = std::uint64_t{64} << 20;
     std::uint64_t guest_base = std::uint64_t{1} << 30;
+    // Guest memory whose pages cannot be pinned (GuestPool::Backing::
+    // unpinnable), like the transport's zero-copy pages.
+    bool unpinnable_memory = false;
     // Protocol features to request (intersected with what the back-end
     // offers and kSupportedProtocolFeatures). Tests clear bits to exercise
     // the paths without REPLY_ACK, MQ or CONFIG.

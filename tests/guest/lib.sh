@@ -95,12 +95,15 @@ loopback_devices() {
 	ls /sys/devices/virtual/misc/virtio-loopback/ 2>/dev/null | grep -c '^virtio-loopback\.' || true
 }
 
-# Starts qemu-storage-daemon exporting IMAGE as vhost-user-blk on SOCKET
-# (removing a stale socket first); sets qsd_pid.
-start_qsd() { # image socket [num-queues]
+# Starts qemu-storage-daemon exporting IMAGE (a file, or a block device)
+# as vhost-user-blk on SOCKET (removing a stale socket first), OPTIONS
+# added to the file's blockdev (e.g. cache.direct=on); sets qsd_pid.
+start_qsd() { # image socket [num-queues [options]]
 	rm -f "$2"
+	qsd_driver='file'
+	[ ! -b "$1" ] || qsd_driver=host_device
 	qemu-storage-daemon \
-		--blockdev driver=file,node-name=file,filename="$1" \
+		--blockdev driver=$qsd_driver,node-name=file,filename="$1"${4:+,$4} \
 		--blockdev driver=raw,node-name=disk,file=file \
 		--export type=vhost-user-blk,id=exp,node-name=disk,addr.type=unix,addr.path="$2",writable=on,num-queues="${3:-1}" &
 	qsd_pid=$!

@@ -47,8 +47,9 @@ private:
 
 class RamBlk final : public RequestHandler {
 public:
-    RamBlk(std::uint64_t bytes, std::uint32_t queues, std::uint32_t queue_size)
-        : disk_(bytes), queues_(queues), queue_size_(queue_size)
+    RamBlk(std::uint64_t bytes, std::uint32_t queues, std::uint32_t queue_size,
+           std::uint32_t size_max)
+        : disk_(bytes), queues_(queues), queue_size_(queue_size), size_max_(size_max)
     {
     }
 
@@ -59,10 +60,12 @@ public:
         cfg.seg_max = seg_max();
         cfg.blk_size = 512;
         cfg.num_queues = static_cast<std::uint16_t>(queues_);
+        cfg.size_max = size_max_;
         loopback::DeviceParams p;
         p.device_id = VIRTIO_ID_BLOCK;
         p.features = kRingFeatures | bit(VIRTIO_BLK_F_SEG_MAX) | bit(VIRTIO_BLK_F_BLK_SIZE) |
-                     bit(VIRTIO_BLK_F_FLUSH) | (queues_ > 1 ? bit(VIRTIO_BLK_F_MQ) : 0);
+                     bit(VIRTIO_BLK_F_FLUSH) | (queues_ > 1 ? bit(VIRTIO_BLK_F_MQ) : 0) |
+                     (size_max_ ? bit(VIRTIO_BLK_F_SIZE_MAX) : 0);
         p.num_queues = queues_;
         p.max_queue_size = queue_size_;
         const auto* raw = reinterpret_cast<const std::byte*>(&cfg);
@@ -125,6 +128,7 @@ private:
     std::vector<std::byte> disk_;
     std::uint32_t queues_;
     std::uint32_t queue_size_;
+    std::uint32_t size_max_;
 };
 
 } // namespace
@@ -135,9 +139,9 @@ std::unique_ptr<RequestHandler> make_rng(std::uint8_t pattern)
 }
 
 std::unique_ptr<RequestHandler> make_ram_blk(std::uint64_t bytes, std::uint32_t queues,
-                                             std::uint32_t queue_size)
+                                             std::uint32_t queue_size, std::uint32_t size_max)
 {
-    return std::make_unique<RamBlk>(bytes, queues, queue_size);
+    return std::make_unique<RamBlk>(bytes, queues, queue_size, size_max);
 }
 
 } // namespace vl::testdev

@@ -34,22 +34,50 @@ Device (one of):
 Options:
   -q, --queues=N          queues of the disk (default 1)
   -s, --queue-size=N      ring size (default 128)
+      --size-max=BYTES    offer VIRTIO_BLK_F_SIZE_MAX: the driver's data segments
+                          are at most BYTES (with 4096 and --queue-size=256,
+                          I/O of 1016 KiB is 254 segments: an indirect table
+                          of exactly one page)
   -n, --count=N           create N devices (default 1)
       --cycles=N          create a device, wait until its driver is ready,
                           remove it; N times; then exit
+      --zero-copy         create the devices with VIRTIO_LOOPBACK_CREATE_ZERO_COPY:
+                          buffers of whole pages are the driver's own pages,
+                          mapped only while the device owns the request
       --ready-file=PATH   write PATH once every driver is ready
       --no-reply          never answer the kernel's messages
       --stall-after=N     stop completing requests after N of them
-      --sabotage=MODE     break the ring rules once --sabotage-after requests
-                          were served: bad-used-id, oversize-len, double-use,
+      --sabotage=MODE     misbehave once --sabotage-after requests were served.
+                          Ring rules: bad-used-id, oversize-len, double-use,
                           rewrite-desc, garbage-used-idx, call-storm,
-                          forge-driver-used
+                          forge-driver-used.
+                          Zero-copy (each waits for a chain with a data buffer
+                          of whole pages, e.g. fio --direct=1 --bs=4k):
+                          touch-after-complete  read the buffer once its
+                                      completion is published (SIGBUS expected)
+                          write-readonly  write a write request's data buffer
+                                      (SIGBUS expected)
+                          keep-access attempts on a read request's buffer,
+                          each must fail with EFAULT (or EEXIST: a page table
+                          entry without a page); the request is then
+                          completed and serving goes on:
+                          odirect     pread with O_DIRECT from --direct-file
+                                      into it
+                          io-uring-register  io_uring buffer registration
+                          vmsplice    vmsplice it into a pipe
+                          process-vm-readv  a forked child reads it with
+                                      process_vm_readv
       --sabotage-after=N  (default 0)
+      --direct-file=PATH  what --sabotage=odirect reads with O_DIRECT (a block
+                          device such as a loop device: 6.1's tmpfs refuses
+                          O_DIRECT)
   -l, --log-level=LEVEL   error|warn|info|debug|trace (default info)
   -h, --help              this help
 
 Exit status: 0 after SIGTERM/SIGINT or finished cycles, 1 on an error,
-2 on bad usage.
+2 on bad usage; after SIGTERM/SIGINT, 3 if a zero-copy sabotage got through
+(isolation broken: logged "SUCCEEDED"), 4 if a keep-access attempt failed
+otherwise than with EFAULT or EEXIST, or could not be made.
 )";
 
 struct Options {
@@ -58,8 +86,10 @@ struct Options {
     std::uint64_t blk_mib = 0;
     std::uint32_t queues = 1;
     std::uint32_t queue_size = 128;
+    std::uint32_t size_max = 0;
     std::uint32_t count = 1;
     std::uint32_t cycles = 0;
+    bool zero_copy = false;
     std::string ready_file;
     Misbehaviour misbehaviour;
     LogLevel log_level = LogLevel::info;
@@ -79,19 +109,34 @@ std::uint64_t parse_number(const char* option, const char* text)
 
 Options parse(int argc, char** argv)
 {
-    enum { kRng = 1000, kBlk, kCycles, kReady, kNoReply, kStall, kSabotage, kSabotageAfter };
+    enum {
+        kRng = 1000,
+        kBlk,
+        kCycles,
+        kZeroCopy,
+        kReady,
+        kNoReply,
+        kStall,
+        kSabotage,
+        kSabotageAfter,
+        kDirectFile,
+        kSizeMax,
+    };
     static const option longopts[] = {
         {"rng", optional_argument, nullptr, kRng},
         {"blk", required_argument, nullptr, kBlk},
         {"queues", required_argument, nullptr, 'q'},
         {"queue-size", required_argument, nullptr, 's'},
+        {"size-max", required_argument, nullptr, kSizeMax},
         {"count", required_argument, nullptr, 'n'},
         {"cycles", required_argument, nullptr, kCycles},
+        {"zero-copy", no_argument, nullptr, kZeroCopy},
         {"ready-file", required_argument, nullptr, kReady},
         {"no-reply", no_argument, nullptr, kNoReply},
         {"stall-after", required_argument, nullptr, kStall},
         {"sabotage", required_argument, nullptr, kSabotage},
         {"sabotage-after", required_argument, nullptr, kSabotageAfter},
+        {"direct-file", required_argument, nullptr, kDirectFile},
         {"log-level", required_argument, nullptr, 'l'},
         {"help", no_argument, nullptr, 'h'},
         {nullptr, 0, nullptr, 0},
@@ -111,8 +156,12 @@ Options parse(int argc, char** argv)
             break;
         case 'q': o.queues = static_cast<std::uint32_t>(parse_number("--queues", optarg)); break;
         case 's': o.queue_size = static_cast<std::uint32_t>(parse_number("--queue-size", optarg)); break;
+        case kSizeMax:
+            o.size_max = static_cast<std::uint32_t>(parse_number("--size-max", optarg));
+            break;
         case 'n': o.count = static_cast<std::uint32_t>(parse_number("--count", optarg)); break;
         case kCycles: o.cycles = static_cast<std::uint32_t>(parse_number("--cycles", optarg)); break;
+        case kZeroCopy: o.zero_copy = true; break;
         case kReady: o.ready_file = optarg; break;
         case kNoReply: o.misbehaviour.no_reply = true; break;
         case kStall: o.misbehaviour.stall_after = parse_number("--stall-after", optarg); break;
@@ -129,6 +178,7 @@ Options parse(int argc, char** argv)
         case kSabotageAfter:
             o.misbehaviour.sabotage_after = parse_number("--sabotage-after", optarg);
             break;
+        case kDirectFile: o.misbehaviour.direct_file = optarg; break;
         case 'l': {
             auto level = parse_log_level(optarg);
             if (!level) {
@@ -146,6 +196,12 @@ Options parse(int argc, char** argv)
         std::fputs("vl-testdev: choose --rng or --blk (see --help)\n", stderr);
         std::exit(2);
     }
+    if (o.misbehaviour.sabotage == Sabotage::odirect && o.misbehaviour.direct_file.empty()) {
+        std::fputs("vl-testdev: --sabotage=odirect needs --direct-file=PATH, a file or block "
+                   "device to read with O_DIRECT\n",
+                   stderr);
+        std::exit(2);
+    }
     return o;
 }
 
@@ -153,7 +209,7 @@ std::unique_ptr<RequestHandler> make_handler(const Options& o)
 {
     if (o.kind == Options::Kind::rng)
         return make_rng(o.pattern);
-    return make_ram_blk(o.blk_mib << 20, o.queues, o.queue_size);
+    return make_ram_blk(o.blk_mib << 20, o.queues, o.queue_size, o.size_max);
 }
 
 // What an epoll event refers to.
@@ -184,8 +240,10 @@ public:
 
     Status add_device()
     {
-        VL_TRY_ASSIGN(auto dev, TestDevice::create(make_handler(options_), options_.misbehaviour,
-                                                   log_.child("dev" + std::to_string(devices_.size()))));
+        VL_TRY_ASSIGN(auto dev,
+                      TestDevice::create(make_handler(options_), options_.zero_copy,
+                                         options_.misbehaviour,
+                                         log_.child("dev" + std::to_string(devices_.size()))));
         auto* raw = dev.get();
         sources_.push_back(std::make_unique<Source>(Source{raw, -1}));
         VL_TRY(watch(raw->control_fd(), sources_.back().get()));
@@ -202,6 +260,17 @@ public:
     {
         devices_.clear(); // closes the control files: the kernel removes them
         sources_.clear();
+    }
+
+    // What the zero-copy sabotages found, worst first.
+    [[nodiscard]] Finding finding() const
+    {
+        Finding worst = Finding::none;
+        for (const auto& d : devices_)
+            if (d->finding() == Finding::isolation_broken ||
+                (d->finding() == Finding::unexpected && worst == Finding::none))
+                worst = d->finding();
+        return worst;
     }
 
     [[nodiscard]] bool all_ready() const
@@ -305,6 +374,17 @@ int run(const Options& options)
         return 1;
     }
     log.info("stopping: removing {} device(s)", options.count);
+    switch (loop.finding()) {
+    case Finding::isolation_broken:
+        log.error("a zero-copy sabotage got through: isolation broken");
+        return 3;
+    case Finding::unexpected:
+        log.error("a keep-access attempt failed with another error than EFAULT or EEXIST, or "
+                  "could not be made");
+        return 4;
+    case Finding::none:
+        break;
+    }
     return 0;
 }
 

@@ -28,8 +28,10 @@ public:
 // and checks that every byte is the pattern.
 std::unique_ptr<RequestHandler> make_rng(std::uint8_t pattern);
 
-// A RAM-backed disk of `bytes` (a multiple of 512) with `queues` queues.
+// A RAM-backed disk of `bytes` (a multiple of 512) with `queues` queues;
+// size_max, if not 0, is offered as VIRTIO_BLK_F_SIZE_MAX (the largest
+// data segment the driver may send).
 std::unique_ptr<RequestHandler> make_ram_blk(std::uint64_t bytes, std::uint32_t queues,
-                                             std::uint32_t queue_size);
+                                             std::uint32_t queue_size, std::uint32_t size_max = 0);
 
 } // namespace vl::testdev

@@ -91,7 +91,7 @@ TEST(Uapi, CreateRejectsBadArguments)
         {"queue size 65536", [](auto& c) { c.max_queue_size = 65536; }, EINVAL},
         {"config 257 bytes", [](auto& c) { c.config_size = 257; }, EINVAL},
         {"timeout 60001", [](auto& c) { c.timeout_ms = 60001; }, EINVAL},
-        {"flags", [](auto& c) { c.flags = 1; }, EINVAL},
+        {"unknown flag", [](auto& c) { c.flags = ~VIRTIO_LOOPBACK_CREATE_FLAGS; }, EINVAL},
         {"reserved", [](auto& c) { c.reserved[6] = 1; }, EINVAL},
         {"packed ring bit", [](auto& c) { c.features = 1ULL << 34; }, EINVAL},
         {"vhost-user protocol bit", [](auto& c) { c.features = 1ULL << 30; }, EINVAL},

@@ -45,6 +45,41 @@ TEST(Options, OneDeviceWithDefaults)
     EXPECT_EQ(d.queue_size, 256u);
     EXPECT_EQ(d.window_bytes, 16u << 20);
     EXPECT_EQ(d.name, "blk0");
+    EXPECT_TRUE(d.zero_copy);
+}
+
+TEST(Options, ZeroCopyIsPerDeviceAndOnByDefault)
+{
+    auto r = parse({"-s", "/a", "-d", "blk", "--zero-copy=off",   // off
+                    "-s", "/b", "-d", "blk",                      // on, the default
+                    "-s", "/c", "-d", "blk", "--zero-copy=on",    // on
+                    "-s", "/d", "-d", "rng", "--zero-copy=off"}); // off
+    ASSERT_TRUE(r.ok()) << r.error().message();
+    const auto& devices = r->options.devices;
+    ASSERT_EQ(devices.size(), 4u);
+    EXPECT_FALSE(devices[0].zero_copy);
+    EXPECT_TRUE(devices[1].zero_copy);
+    EXPECT_TRUE(devices[2].zero_copy);
+    EXPECT_FALSE(devices[3].zero_copy);
+    auto spaced = parse({"-s", "/a", "-d", "blk", "--zero-copy", "off"});
+    ASSERT_TRUE(spaced.ok()) << spaced.error().message();
+    EXPECT_FALSE(spaced->options.devices[0].zero_copy);
+    for (const char* bad : {"yes", "1", "OFF", ""}) {
+        auto e = error_of({"-s", "/a", "-d", "blk", std::string("--zero-copy=") + bad});
+        EXPECT_NE(e.find("--zero-copy wants on or off, got '" + std::string(bad) + "'"),
+                  std::string::npos)
+            << e;
+    }
+    EXPECT_NE(error_of({"-s", "/a", "-d", "blk", "--zero-copy"}).find("wants a value"),
+              std::string::npos);
+}
+
+TEST(Options, HelpTellsWhenZeroCopyMustBeOff)
+{
+    const std::string usage = kUsage;
+    EXPECT_NE(usage.find("--zero-copy on|off"), std::string::npos);
+    EXPECT_NE(usage.find("cache.direct=on"), std::string::npos);
+    EXPECT_NE(usage.find("--zero-copy=off"), std::string::npos);
 }
 
 TEST(Options, OriginalSpellingsWork)
@@ -172,7 +207,8 @@ TEST_F(ConfigFile, DevicesAndGlobalOptions)
           "\n"
           "[device]\n"
           "socket=/run/rng.sock\n"
-          "device=vhurng\n");
+          "device=vhurng\n"
+          "zero-copy = off\n");
     auto r = parse({"-c", path_});
     ASSERT_TRUE(r.ok()) << r.error().message();
     EXPECT_EQ(r->options.reconnect_grace, std::chrono::seconds(10));
@@ -180,6 +216,8 @@ TEST_F(ConfigFile, DevicesAndGlobalOptions)
     EXPECT_EQ(r->options.devices[0].socket, "/run/blk.sock");
     EXPECT_EQ(r->options.devices[0].num_queues, 2u);
     EXPECT_EQ(r->options.devices[1].type->name, "rng");
+    EXPECT_TRUE(r->options.devices[0].zero_copy);
+    EXPECT_FALSE(r->options.devices[1].zero_copy);
 }
 
 TEST_F(ConfigFile, ErrorsNameTheLine)

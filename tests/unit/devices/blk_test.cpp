@@ -327,9 +327,8 @@ class Served
         (void)end();
     }
 
-    Result<VhostUserDriver> connect()
+    Result<VhostUserDriver> connect(test_driver::ConnectOptions options = {})
     {
-        test_driver::ConnectOptions options;
         options.reply_timeout = 10s;
         auto conn = std::move(*front_);
         front_.reset();
@@ -1189,6 +1188,77 @@ TEST_P(BlkRequestTest, DirectIoWithAlignedAndMisalignedBuffers)
     // What the file holds (read last: this fills the page cache).
     EXPECT_EQ(file_bytes(image_, kBase * 512, data.size()), data);
     EXPECT_EQ(file_bytes(image_, sector * 512, odd.size()), odd);
+}
+
+// What O_DIRECT reports when it cannot pin a buffer: EFAULT (secretmem, a
+// VM_PFNMAP mapping, an unmapped address), EEXIST (a page table entry
+// without a page: the transport's zero-copy pages). Nothing else.
+TEST(DirectIo, CannotPinIsEfaultOrEexist)
+{
+    EXPECT_TRUE(direct_io_cannot_pin(EFAULT));
+    EXPECT_TRUE(direct_io_cannot_pin(EEXIST));
+    for (const int other : {0, EINVAL, EIO, ENOSPC, EAGAIN, EINTR, ENOMEM})
+        EXPECT_FALSE(direct_io_cannot_pin(other)) << other;
+}
+
+// Guest memory whose pages cannot be pinned, as the transport's zero-copy
+// pages are (here memfd_secret's): O_DIRECT I/O into it fails with EFAULT.
+// The device must fall back to its aligned copies, still direct, and never
+// answer IOERR for it.
+TEST_P(BlkRequestTest, DirectIoWithUnpinnableGuestMemoryCopies)
+{
+    constexpr std::uint64_t kMemory = 2 << 20;
+    // Two mappings (ours and the device's), counted against RLIMIT_MEMLOCK.
+    if (auto probe = test_driver::GuestPool::create(2 * kMemory, 0,
+                                                    test_driver::GuestPool::Backing::unpinnable);
+        !probe.ok())
+        GTEST_SKIP() << probe.error().message();
+    auto device = BlkDevice::create(cfg([&](BlkConfig& c) {
+                                        c.path = image_;
+                                        c.direct = true;
+                                        c.serial = "d";
+                                        c.io_engine = GetParam();
+                                    }),
+                                    Logger("blk", kLogLevel));
+    if (!device.ok() && device.error().code() == EINVAL)
+        GTEST_SKIP() << device.error().message();
+    ASSERT_TRUE(device.ok()) << device.error().message();
+    Served served(**device);
+    test_driver::ConnectOptions options;
+    options.unpinnable_memory = true;
+    options.memory_bytes = kMemory;
+    auto conn = served.connect(options);
+    ASSERT_TRUE(conn.ok()) << conn.error().message();
+    auto blk = BlkDriver::start(std::move(*conn), BlkOptions{});
+    ASSERT_TRUE(blk.ok()) << blk.error().message();
+
+    // The premise: O_DIRECT cannot use this memory. (A write: a direct read
+    // of a hole zero-fills the buffer by copying, without pinning it.)
+    {
+        UniqueFd fd(::open(image_.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC));
+        ASSERT_TRUE(fd.valid());
+        Buffer page = *blk->driver().allocate(4096, 4096);
+        EXPECT_EQ(::pwrite(fd.get(), page.bytes().data(), 4096, 0), -1);
+        EXPECT_EQ(errno, EFAULT);
+    }
+
+    // Far from the file's head (see DirectIoWithAlignedAndMisalignedBuffers).
+    constexpr std::uint64_t kBase = (6 << 20) / 512;
+    std::uint64_t sector = kBase;
+    for (const std::size_t len : {std::size_t{4096}, std::size_t{64} << 10, std::size_t{4096}}) {
+        const auto data = pattern(len, static_cast<unsigned>(sector));
+        const Status written = blk->write(0, sector, data);
+        ASSERT_TRUE(written.ok()) << len << " bytes: " << written.error().message();
+        EXPECT_FALSE(in_page_cache(image_, sector * 512)) << "the write was not direct";
+        std::vector<std::byte> got(len);
+        const Status read = blk->read(0, sector, got);
+        ASSERT_TRUE(read.ok()) << len << " bytes: " << read.error().message();
+        EXPECT_EQ(got, data) << len << " bytes";
+        EXPECT_FALSE(in_page_cache(image_, sector * 512)) << "the read was not direct";
+        sector += (len + 4096) / 512; // a page apart
+    }
+    // What the file holds (read last: this fills the page cache).
+    EXPECT_EQ(file_bytes(image_, kBase * 512, 4096), pattern(4096, kBase));
 }
 
 // A front-end that disconnects with requests in flight: the device
