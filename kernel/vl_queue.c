@@ -59,6 +59,7 @@
 #include <linux/virtio_blk.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_ids.h>
+#include <linux/virtio_net.h>
 #include <linux/virtio_ring.h>
 
 #include "vl_compat.h"
@@ -992,8 +993,10 @@ out:
 /*
  * How a buffer that user space will never complete is completed instead.
  * The completion must be a failure the driver understands: virtio-blk
- * reports the status byte (the last device-writable byte), so a zero there
- * would pass stale data as good; virtio-fs reads a FUSE reply header from
+ * reads a status byte (the last device-writable byte), so a zero there
+ * would pass stale data as good; so does virtio-net's control queue (a
+ * zero acks a command that was never applied), and a receive buffer with
+ * a used length of 1 is dropped as too short; virtio-fs reads a FUSE reply header from
  * the first device-writable buffer (zeroes there would be a successful,
  * empty reply), so it gets a header with -EIO; the others get zero-filled,
  * zero-length buffers (virtio-input ignores the length, and zeroes decode
@@ -1001,7 +1004,7 @@ out:
  */
 enum vl_fail_fill {
 	VL_FAIL_ZERO,
-	VL_FAIL_BLK_STATUS,
+	VL_FAIL_STATUS_BYTE,	/* last device-writable byte: 1, an error */
 	VL_FAIL_FUSE_HEADER,
 };
 
@@ -1009,7 +1012,8 @@ static const struct {
 	u32 device_id;
 	enum vl_fail_fill fill;
 } vl_fail_table[] = {
-	{ VIRTIO_ID_BLOCK, VL_FAIL_BLK_STATUS },
+	{ VIRTIO_ID_BLOCK, VL_FAIL_STATUS_BYTE },
+	{ VIRTIO_ID_NET, VL_FAIL_STATUS_BYTE },
 	{ VIRTIO_ID_FS, VL_FAIL_FUSE_HEADER },
 };
 
@@ -1058,7 +1062,8 @@ static u32 vl_fail_chain(struct vl_queue *q, u16 head, enum vl_fail_fill fill)
 	struct vl_fail_walk walk = { .fill = fill };
 
 	vl_walk_chain(q, head, vl_fail_buffer, &walk);
-	if (fill == VL_FAIL_BLK_STATUS && walk.last) {
+	BUILD_BUG_ON(VIRTIO_BLK_S_IOERR != VIRTIO_NET_ERR);
+	if (fill == VL_FAIL_STATUS_BYTE && walk.last) {
 		u8 status = VIRTIO_BLK_S_IOERR;
 
 		if (vl_window_write(win, walk.last + walk.last_len - 1,
