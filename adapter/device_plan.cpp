@@ -10,11 +10,16 @@
 #include "loopback/control_file.hpp"
 #include "virtqueue/ring.hpp"
 
-namespace vl::adapter {
+namespace vl::adapter
+{
 
-namespace {
+namespace
+{
 
-constexpr std::uint64_t bit(unsigned n) { return std::uint64_t{1} << n; }
+constexpr std::uint64_t bit(unsigned n)
+{
+    return std::uint64_t{1} << n;
+}
 
 constexpr unsigned kFeatureVersion1 = 32;
 // Transport feature bits (24..49); device bits (0..23, 50..63) are the
@@ -92,7 +97,10 @@ Result<std::vector<std::byte>> plan_config(const DeviceSpec& spec, const Backend
 
 } // namespace
 
-std::uint64_t transport_features_kept() { return kTransportBitsKept; }
+std::uint64_t transport_features_kept()
+{
+    return kTransportBitsKept;
+}
 
 bool config_from_backend(const DeviceSpec& spec)
 {
@@ -110,8 +118,8 @@ Result<DevicePlan> plan_device(const DeviceSpec& spec, const BackendOffer& offer
                                  spec.socket, unknown, type.name, type.name),
                      EINVAL);
     DevicePlan plan;
-    plan.features = (offer.features & (~kTransportBits | kTransportBitsKept)) &
-                    ~type.withheld_features;
+    plan.features =
+        (offer.features & (~kTransportBits | kTransportBitsKept)) & ~type.withheld_features;
     VL_TRY_ASSIGN(plan.num_queues, plan_queues(spec, offer));
     VL_TRY_ASSIGN(plan.config, plan_config(spec, offer, plan.num_queues));
     return plan;

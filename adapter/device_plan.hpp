@@ -8,12 +8,13 @@
 #include "base/result.hpp"
 #include "options.hpp"
 
-namespace vl::adapter {
+namespace vl::adapter
+{
 
 // What a back-end reported in stage 1.
 struct BackendOffer {
-    std::uint64_t features = 0;               // GET_FEATURES
-    std::optional<std::uint64_t> num_queues;  // GET_QUEUE_NUM (protocol feature MQ)
+    std::uint64_t features = 0;                   // GET_FEATURES
+    std::optional<std::uint64_t> num_queues;      // GET_QUEUE_NUM (protocol feature MQ)
     std::optional<std::vector<std::byte>> config; // GET_CONFIG (protocol feature CONFIG)
 };
 
@@ -35,7 +36,8 @@ Result<DevicePlan> plan_device(const DeviceSpec& spec, const BackendOffer& offer
 
 } // namespace vl::adapter
 
-namespace vl::adapter {
+namespace vl::adapter
+{
 
 // Whether the device's config space is read from the back-end (GET_CONFIG)
 // rather than built by the adapter or absent.

@@ -15,13 +15,15 @@
 #include "loopback/control_file.hpp"
 #include "options.hpp"
 
-namespace vl::adapter {
+namespace vl::adapter
+{
 
 constexpr int kExitOk = 0;
 constexpr int kExitRuntimeError = 1;
 constexpr int kExitUsage = 2;
 
-namespace {
+namespace
+{
 
 void list_devices()
 {
@@ -55,7 +57,8 @@ int run(const AdapterOptions& options, std::chrono::steady_clock::time_point sta
         loop->stop();
     };
     Status signals = loop->handle_termination([&](int signal) {
-        log.info("{}: removing {} device(s)", signal == SIGINT ? "SIGINT" : "SIGTERM", links.size());
+        log.info("{}: removing {} device(s)", signal == SIGINT ? "SIGINT" : "SIGTERM",
+                 links.size());
         notify_service_stopping();
         stop_all();
     });
@@ -64,9 +67,8 @@ int run(const AdapterOptions& options, std::chrono::steady_clock::time_point sta
         return kExitRuntimeError;
     }
 
-    LinkSettings settings{options.control_path,    options.connect_timeout,
-                          options.reconnect_grace, options.stall_timeout,
-                          options.reply_timeout_ms, started};
+    LinkSettings settings{options.control_path,  options.connect_timeout,  options.reconnect_grace,
+                          options.stall_timeout, options.reply_timeout_ms, started};
     for (const auto& spec : options.devices)
         links.push_back(std::make_unique<DeviceLink>(spec, settings, *loop, log.child(spec.name)));
     // A Type=notify unit is up once every device exists in the kernel.
@@ -106,7 +108,8 @@ int main(int argc, char** argv)
         std::fputs(kUsage, stdout);
         return kExitOk;
     case Action::version:
-        std::printf("virtio-loopback-adapter %s (uapi %d)\n", VL_VERSION, VIRTIO_LOOPBACK_API_VERSION);
+        std::printf("virtio-loopback-adapter %s (uapi %d)\n", VL_VERSION,
+                    VIRTIO_LOOPBACK_API_VERSION);
         return kExitOk;
     case Action::list_devices:
         list_devices();

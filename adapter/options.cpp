@@ -9,9 +9,11 @@
 #include <fstream>
 #include <string_view>
 
-namespace vl::adapter {
+namespace vl::adapter
+{
 
-const char* const kUsage = R"(Usage: virtio-loopback-adapter [OPTIONS] -s SOCKET -d TYPE [DEVICE OPTIONS]
+const char* const kUsage =
+    R"(Usage: virtio-loopback-adapter [OPTIONS] -s SOCKET -d TYPE [DEVICE OPTIONS]
                                [-s SOCKET -d TYPE [DEVICE OPTIONS]]...
        virtio-loopback-adapter [OPTIONS] -c FILE
 
@@ -95,7 +97,8 @@ Exit status: 0 on SIGTERM/SIGINT, 1 on a runtime error (a back-end that never
 came up, the transport missing), 2 on bad usage.
 )";
 
-namespace {
+namespace
+{
 
 Result<std::uint64_t> parse_unsigned(std::string_view option, std::string_view text)
 {
@@ -118,8 +121,9 @@ Result<std::uint32_t> parse_in_range(std::string_view option, std::string_view t
 
 // Builds the device list and options one (key, value) at a time, from the
 // command line and config files alike.
-class Builder {
-public:
+class Builder
+{
+  public:
     explicit Builder(AdapterOptions& options) : options_(options) {}
 
     Status set(std::string_view key, std::string_view value)
@@ -143,13 +147,15 @@ public:
         if (key == "queue-size") {
             VL_TRY_ASSIGN(auto size, parse_in_range("--queue-size", value, 2, 32768));
             if (!std::has_single_bit(size))
-                return Error(fmt::format("--queue-size must be a power of two, got {}", size), EINVAL);
+                return Error(fmt::format("--queue-size must be a power of two, got {}", size),
+                             EINVAL);
             current().queue_size = size;
             return ok_status();
         }
         if (key == "tag") {
             if (value.empty())
-                return Error("--tag wants a name (what 'mount -t virtiofs TAG DIR' mounts)", EINVAL);
+                return Error("--tag wants a name (what 'mount -t virtiofs TAG DIR' mounts)",
+                             EINVAL);
             current().tag = std::string(value);
             return ok_status();
         }
@@ -185,8 +191,9 @@ public:
         if (key == "log-level") {
             auto level = parse_log_level(value);
             if (!level)
-                return Error(fmt::format("unknown log level '{}' (error|warn|info|debug|trace)", value),
-                             EINVAL);
+                return Error(
+                    fmt::format("unknown log level '{}' (error|warn|info|debug|trace)", value),
+                    EINVAL);
             options_.log_level = *level;
             return ok_status();
         }
@@ -204,8 +211,9 @@ public:
             if (d.socket.empty())
                 return Error(fmt::format("device {} has no --socket", index + 1), EINVAL);
             if (!d.type)
-                return Error(fmt::format("device {} ({}) has no --device TYPE", index + 1, d.socket),
-                             EINVAL);
+                return Error(
+                    fmt::format("device {} ({}) has no --device TYPE", index + 1, d.socket),
+                    EINVAL);
             if (d.type->virtio_id == 0 && d.virtio_id == 0)
                 return Error(fmt::format("device {} is generic: give --virtio-id N", index + 1),
                              EINVAL);
@@ -223,7 +231,7 @@ public:
         return ok_status();
     }
 
-private:
+  private:
     static Status check_tag(const DeviceSpec& d, unsigned number)
     {
         const std::uint32_t field = d.type->tag_size;
@@ -268,9 +276,9 @@ private:
     {
         const DeviceType* type = find_device_type(value);
         if (!type)
-            return Error(fmt::format("unknown device type '{}' (one of {})", value,
-                                     device_type_names()),
-                         EINVAL);
+            return Error(
+                fmt::format("unknown device type '{}' (one of {})", value, device_type_names()),
+                EINVAL);
         if (open_ && current().type)
             next_device();
         current().type = type;
@@ -288,16 +296,19 @@ struct OptionName {
     bool takes_value;
 };
 constexpr OptionName kOptions[] = {
-    {"socket", "-s", true},        {"device", "-d", true},       {"virtio-id", "", true},
-    {"config-size", "", true},     {"num-queues", "-qn", true},  {"queue-size", "-qs", true},
-    {"window-mb", "", true},       {"tag", "", true},            {"config", "-c", true},       {"control", "", true},
-    {"connect-timeout", "", true}, {"reconnect-grace", "", true}, {"reply-timeout-ms", "", true},
-    {"stall-timeout", "", true},
-    {"log-level", "-l", true},     {"list-devices", "", false},  {"help", "-h", false},
-    {"version", "-V", false},
+    {"socket", "-s", true},         {"device", "-d", true},
+    {"virtio-id", "", true},        {"config-size", "", true},
+    {"num-queues", "-qn", true},    {"queue-size", "-qs", true},
+    {"window-mb", "", true},        {"tag", "", true},
+    {"config", "-c", true},         {"control", "", true},
+    {"connect-timeout", "", true},  {"reconnect-grace", "", true},
+    {"reply-timeout-ms", "", true}, {"stall-timeout", "", true},
+    {"log-level", "-l", true},      {"list-devices", "", false},
+    {"help", "-h", false},          {"version", "-V", false},
 };
 
-const OptionName* find_option(std::string_view arg, std::string_view& inline_value, bool& has_inline)
+const OptionName* find_option(std::string_view arg, std::string_view& inline_value,
+                              bool& has_inline)
 {
     has_inline = false;
     if (arg.starts_with("--")) {
