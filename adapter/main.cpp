@@ -84,6 +84,11 @@ int run(const AdapterOptions& options, std::chrono::steady_clock::time_point sta
                     notify_service_ready(fmt::format("{} device(s) created", created));
             });
 
+    // A link may give up while starting (a back-end refused before the
+    // kernel heard of it): stop_all() ran before the loop, which would not
+    // see it.
+    if (exit_code != kExitOk)
+        return exit_code;
     if (Status s = loop->run(); !s.ok()) {
         log.error("{}", s.error().message());
         return kExitRuntimeError;
