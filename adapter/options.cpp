@@ -39,9 +39,11 @@ Device options:
                            fills it (the tag, one request queue per queue
                            after the first)
   -qn, --num-queues N      queues to use, at most 64 (default: the back-end's
-                           count, or the type's default when it has no MQ;
-                           net: 2, one receive/transmit pair, as the adapter
-                           serves no control queue)
+                           count, or the type's default when it has no MQ).
+                           net: receive/transmit pairs, as in dpdk-testpmd's
+                           queues=N (default 1, at most 31); more than one
+                           needs a back-end that offers multiqueue, and the
+                           adapter then serves the control queue itself
   -qs, --queue-size N      ring size, a power of two (default per type)
       --window-mb N        DMA window in MiB (default per type)
 
@@ -91,6 +93,8 @@ Examples (third-party back-ends):
       --vdev net_vhost1,iface=/run/vhost-net1.sock \
       -- --forward-mode=io --total-num-mbufs=4096 --disable-link-check &
   virtio-loopback-adapter -s /run/vhost-net0.sock -d net -s /run/vhost-net1.sock -d net
+  (two pairs each: queues=2 in both --vdev, --rxq=2 --txq=2 for testpmd, and -qn 2
+  after each -d net)
 
 Signals: SIGTERM and SIGINT remove the devices and exit with status 0.
 Exit status: 0 on SIGTERM/SIGINT, 1 on a runtime error (a back-end that never
