@@ -119,8 +119,8 @@ stress: all
 demo: all
 	@scripts/demo.sh
 
-# Benchmarks side by side with VDUSE, loop, NBD, null_blk and uinput in one
-# 6.12 guest boot (about 16 minutes after the build); writes
+# Benchmarks side by side with VDUSE, loop, NBD, null_blk, uinput and veth in
+# one 6.12 guest boot (about 18 minutes after the build); writes
 # docs/benchmarks/results.{md,json,svg}. See benchmarks/README.md.
 bench: all
 	@benchmarks/run.sh --build $(abspath $(BUILD))

@@ -14,13 +14,18 @@
 #include "vhost_user/backend_channel.hpp"
 #include "virtqueue/ring.hpp"
 
-namespace vl::adapter {
+namespace vl::adapter
+{
 
 namespace vu = vl::vhost_user;
 
-namespace {
+namespace
+{
 
-constexpr std::uint64_t bit(unsigned n) { return std::uint64_t{1} << n; }
+constexpr std::uint64_t bit(unsigned n)
+{
+    return std::uint64_t{1} << n;
+}
 
 constexpr unsigned kFeatureVersion1 = 32;
 constexpr unsigned kFeatureAccessPlatform = 33;
@@ -54,10 +59,12 @@ DeviceLink::DeviceLink(DeviceSpec spec, LinkSettings settings, EventLoop& loop, 
 {
 }
 
-DeviceLink::~DeviceLink() { shutdown(); }
+DeviceLink::~DeviceLink()
+{
+    shutdown();
+}
 
-void DeviceLink::start(std::function<void(const Error&)> on_fatal,
-                       std::function<void()> on_created)
+void DeviceLink::start(std::function<void(const Error&)> on_fatal, std::function<void()> on_created)
 {
     on_fatal_ = std::move(on_fatal);
     on_created_ = std::move(on_created);
@@ -125,7 +132,8 @@ void DeviceLink::try_connect()
             loop_.cancel(*grace_timer_);
         grace_timer_.reset();
         state_ = State::running;
-        log_.info("back-end reconnected; {}", driver_ok_ ? "I/O resumed" : "waiting for the driver");
+        log_.info("back-end reconnected; {}",
+                  driver_ok_ ? "I/O resumed" : "waiting for the driver");
         return;
     }
 
@@ -183,8 +191,10 @@ Status DeviceLink::negotiate()
     }
     VL_TRY(backend_->set_owner());
 
-    // A back-end that comes back must still offer what the driver uses.
-    if (control_ && (driver_features_ & ~bit(kFeatureAccessPlatform) & ~features))
+    // A back-end that comes back must still offer what the driver uses
+    // (but for what the adapter implements itself).
+    if (control_ &&
+        (driver_features_ & ~bit(kFeatureAccessPlatform) & ~adapter_features_ & ~features))
         return Error(fmt::format("the new back-end lacks features the driver uses "
                                  "(offers {:#x}, driver uses {:#x})",
                                  features, driver_features_));
@@ -235,6 +245,12 @@ Status DeviceLink::create_device()
     VL_TRY_ASSIGN(DevicePlan plan, plan_device(spec_, offer));
     const std::uint32_t queues = plan.num_queues;
     num_queues_ = queues;
+    backend_queues_ = queues;
+    planned_control_ = plan.control_queue;
+    control_index_.reset();
+    adapter_features_ = plan.adapter_features;
+    max_pairs_ = static_cast<std::uint16_t>(std::max<std::uint32_t>(plan.queue_pairs, 1));
+    wanted_pairs_ = 1;
 
     loopback::DeviceParams params;
     params.device_id = spec_.virtio_id;
@@ -266,9 +282,13 @@ Status DeviceLink::create_device()
     driver_ok_ = false;
     VL_TRY_ASSIGN(auto info, control_->info());
     log_.info("virtio-loopback.{}: {} device (virtio id {}) on {}, {} queue(s) of up to {}, "
-              "window {} MiB, zero-copy {}",
+              "window {} MiB, zero-copy {}{}",
               info.index, spec_.type->name, spec_.virtio_id, spec_.socket, queues, spec_.queue_size,
-              window_.size >> 20, spec_.zero_copy ? "on" : "off");
+              window_.size >> 20, spec_.zero_copy ? "on" : "off",
+              planned_control_ ? fmt::format(" ({} receive/transmit pairs and the control queue, "
+                                             "which the adapter serves)",
+                                             max_pairs_)
+                               : std::string());
     return ok_status();
 }
 
@@ -277,9 +297,14 @@ void DeviceLink::remove_device()
     if (!control_)
         return;
     loop_.unwatch(control_->fd());
+    stop_control_queue();
+    window_memory_.clear();
+    window_map_.reset();
     control_.reset(); // the kernel fails what is pending and removes it
     timeline_reported_ = false;
     rings_due_ = false;
+    control_due_ = false;
+    control_index_.reset();
     window_ = {};
     kicks_.clear();
     calls_.clear();
@@ -294,9 +319,13 @@ void DeviceLink::on_control_event(std::uint32_t events)
     Status s = (events & (EPOLLERR | EPOLLHUP))
                    ? Status(Error("the kernel gave up on the device (a reply came too late)", EIO))
                    : answer_messages();
-    if (s.ok())
-        return;
-    log_.error("{}; recreating the device", s.error().message());
+    if (!s.ok())
+        restart_device(s.error());
+}
+
+void DeviceLink::restart_device(const Error& why)
+{
+    log_.error("{}; recreating the device", why.message());
     remove_device();
     drop_backend();
     state_ = State::connecting;
@@ -319,6 +348,10 @@ Status DeviceLink::answer_messages()
         // the disk, ...) while the back-end is programmed; its first
         // requests wait in the ring until then. A failure now removes the
         // device (its requests fail) and it is created again.
+        if (std::exchange(control_due_, false)) {
+            if (Status served = start_control_queue(); !served.ok())
+                return served.error().wrap("serving the control queue");
+        }
         if (std::exchange(rings_due_, false)) {
             if (Status started = start_rings(false); !started.ok())
                 return started.error().wrap("handing the rings to the back-end");
@@ -334,9 +367,10 @@ Status DeviceLink::handle_message(const virtio_loopback_msg& msg)
     case VIRTIO_LOOPBACK_MSG_RESET:
         return on_reset();
     case VIRTIO_LOOPBACK_MSG_SET_CONFIG:
-        return on_config_write(msg.config.offset,
-                               std::as_bytes(std::span(msg.config.data)).first(
-                                   std::min<std::size_t>(msg.config.len, sizeof(msg.config.data))));
+        return on_config_write(
+            msg.config.offset,
+            std::as_bytes(std::span(msg.config.data))
+                .first(std::min<std::size_t>(msg.config.len, sizeof(msg.config.data))));
     default:
         return Error(fmt::format("unknown message type {}", msg.type), EINVAL);
     }
@@ -348,13 +382,17 @@ Status DeviceLink::on_status(std::uint32_t status, std::uint64_t driver_features
         std::uint64_t unexpected = driver_features & ~offered_features_ &
                                    ~(bit(kFeatureVersion1) | bit(kFeatureAccessPlatform));
         if (unexpected)
-            return Error(fmt::format("the driver accepted features never offered: {:#x}", unexpected),
-                         EINVAL);
+            return Error(
+                fmt::format("the driver accepted features never offered: {:#x}", unexpected),
+                EINVAL);
         driver_features_ = driver_features;
+        plan_queue_layout();
     }
     if ((status & VIRTIO_CONFIG_S_DRIVER_OK) && !driver_ok_) {
         driver_ok_ = true;
         timeline_.probed = SetupTimeline::Clock::now();
+        // The adapter's own queue does not need the back-end.
+        control_due_ = control_index_.has_value();
         if (state_ == State::disconnected) {
             log_.info("driver ready while the back-end is away: rings start when it returns");
             return ok_status();
@@ -367,6 +405,10 @@ Status DeviceLink::on_status(std::uint32_t status, std::uint64_t driver_features
 
 Status DeviceLink::on_reset()
 {
+    // The kernel frees the rings once we answer: stop reading them first.
+    stop_control_queue();
+    wanted_pairs_ = 1; // a reset device is back to one pair
+    control_due_ = false;
     driver_ok_ = false;
     driver_features_ = 0;
     if (state_ != State::running)
@@ -402,9 +444,12 @@ Status DeviceLink::start_rings(bool resume)
     // The kernel mediates the rings: the back-end's view uses EVENT_IDX
     // whenever the device offered it, whatever the driver took (the driver
     // never gets it; docs/uapi.md, "Mediated rings").
-    std::uint64_t features = (driver_features_ & ~bit(kFeatureAccessPlatform)) |
-                             (offered_features_ & bit(virtq::kFeatureEventIdx)) |
-                             (backend_features_ & vu::kFeatureProtocolFeatures);
+    // What the adapter implements itself (net's control queue) is not the
+    // back-end's to know.
+    std::uint64_t features =
+        ((driver_features_ & ~bit(kFeatureAccessPlatform) & ~adapter_features_) |
+         (offered_features_ & bit(virtq::kFeatureEventIdx)) |
+         (backend_features_ & vu::kFeatureProtocolFeatures));
     VL_TRY(backend_->set_features(features));
 
     // The window is the back-end's whole memory: one region whose guest
@@ -419,7 +464,8 @@ Status DeviceLink::start_rings(bool resume)
     VL_TRY(backend_->set_mem_table(std::span(&region, 1)));
 
     bool enable_messages = backend_features_ & vu::kFeatureProtocolFeatures;
-    for (std::uint32_t q = 0; q < num_queues_; ++q) {
+    const std::uint16_t pairs = wanted_pairs_;
+    for (std::uint32_t q = 0; q < backend_queues_; ++q) {
         VL_TRY_ASSIGN(auto info, control_->queue(q));
         if (!info.ready)
             continue;
@@ -427,8 +473,8 @@ Status DeviceLink::start_rings(bool resume)
         if (resume) {
             VL_TRY_ASSIGN(auto requeued, control_->requeue(q));
             base = requeued.base;
-            log_.info("queue {}: resuming at {} with {} request(s) handed to the new back-end",
-                      q, requeued.base, requeued.count);
+            log_.info("queue {}: resuming at {} with {} request(s) handed to the new back-end", q,
+                      requeued.base, requeued.count);
         }
         VL_TRY(backend_->set_vring_num(q, info.size));
         VL_TRY(backend_->set_vring_base(q, base));
@@ -444,7 +490,9 @@ Status DeviceLink::start_rings(bool resume)
         // panics on a completion with no call fd).
         VL_TRY(backend_->set_vring_call(q, calls_[q].get()));
         VL_TRY(backend_->set_vring_kick(q, kicks_[q].get()));
-        if (enable_messages)
+        // Rings start disabled with protocol features; pairs the driver has
+        // not asked for yet (multiqueue) stay so.
+        if (enable_messages && ring_enabled(q, pairs))
             VL_TRY(backend_->set_vring_enable(q, true));
         // Requests may already wait in the ring (put back after a loss, or
         // added before the back-end listened) with no kick left to come:
@@ -452,8 +500,11 @@ Status DeviceLink::start_rings(bool resume)
         VL_TRY(kicks_[q].signal());
     }
     rings_started_ = true;
+    backend_pairs_ = pairs;
     arm_watchdog();
     log_.info("driver ready: rings handed to the back-end (features {:#x})", driver_features_);
+    if (control_index_)
+        log_.info("receive/transmit pairs enabled in the back-end: {} of {}", pairs, max_pairs_);
     if (!resume && !std::exchange(timeline_reported_, true))
         log_.info("set-up: {}", timeline_.describe(SetupTimeline::Clock::now()));
     return ok_status();
@@ -466,7 +517,7 @@ Status DeviceLink::stop_rings()
     rings_started_ = false;
     disarm_watchdog();
     bool enable_messages = backend_features_ & vu::kFeatureProtocolFeatures;
-    for (std::uint32_t q = 0; q < num_queues_; ++q) {
+    for (std::uint32_t q = 0; q < backend_queues_; ++q) {
         if (enable_messages)
             VL_TRY(backend_->set_vring_enable(q, false));
         // GET_VRING_BASE stops the ring: after the reply the back-end no
@@ -476,6 +527,134 @@ Status DeviceLink::stop_rings()
             return base.error();
     }
     log_.info("device reset: rings stopped");
+    return ok_status();
+}
+
+// --- the adapter's own queue: virtio-net's control queue ------------------
+
+// Which queues the driver uses, from the features it took: with the
+// multiqueue feature all pairs and the control queue after them; without
+// it one pair, and the control queue (if taken) as queue 2.
+void DeviceLink::plan_queue_layout()
+{
+    backend_queues_ = num_queues_;
+    control_index_.reset();
+    if (!planned_control_)
+        return;
+    const DeviceType& type = *spec_.type;
+    const bool multiqueue = driver_features_ & bit(type.multiqueue_feature);
+    backend_queues_ = multiqueue ? *planned_control_ : 2;
+    if (driver_features_ & bit(type.control_queue_feature))
+        control_index_ = backend_queues_;
+}
+
+bool DeviceLink::ring_enabled(std::uint32_t index, std::uint16_t pairs) const
+{
+    return !control_index_ || index < 2U * pairs;
+}
+
+Status DeviceLink::start_control_queue()
+{
+    stop_control_queue();
+    if (!control_index_ || !control_)
+        return ok_status();
+    const std::uint32_t index = *control_index_;
+    VL_TRY_ASSIGN(auto info, control_->queue(index));
+    if (!info.ready) {
+        log_.warn("the driver took the control queue but did not set up queue {}", index);
+        return ok_status();
+    }
+    if (!window_map_.valid()) {
+        VL_TRY_ASSIGN(window_map_, Mapping::map(window_.fd.get(), window_.size, 0));
+        window_memory_.clear();
+        VL_TRY(window_memory_.add_region(
+            virtq::MemoryRegion{0, window_.size, window_map_.data(), std::nullopt}));
+    }
+    if (!pairs_changed_.valid()) {
+        VL_TRY_ASSIGN(pairs_changed_, EventFd::create());
+    }
+    virtq::QueueConfig config;
+    config.size = info.size;
+    config.desc_addr = info.desc;
+    config.avail_addr = info.avail;
+    config.used_addr = info.used;
+    // The device's view of a mediated ring (docs/uapi.md).
+    config.event_idx = offered_features_ & bit(virtq::kFeatureEventIdx);
+    config.indirect_desc = driver_features_ & bit(virtq::kFeatureIndirectDesc);
+    const bool multiqueue = driver_features_ & bit(spec_.type->multiqueue_feature);
+    const std::uint16_t most = multiqueue ? max_pairs_ : 1;
+    // On the control queue's thread: the answer never waits for the
+    // back-end; the event loop enables the pairs next (on_pairs_changed).
+    net_control_.emplace(
+        most,
+        [this](std::uint16_t pairs) {
+            wanted_pairs_ = pairs;
+            return pairs_changed_.signal();
+        },
+        log_.child("control"));
+    VL_TRY_ASSIGN(auto queue, AdapterQueue::create(
+                                  window_memory_, config,
+                                  [this](const virtq::DescriptorChain& request) {
+                                      return net_control_->serve(request);
+                                  },
+                                  [this, index] { return calls_[index].signal(); }));
+    VL_TRY(loop_.watch(pairs_changed_.get(), [this](std::uint32_t) { on_pairs_changed(); }));
+    VL_TRY_ASSIGN(control_thread_,
+                  AdapterQueueThread::start(std::move(queue), kicks_[index].get()));
+    VL_TRY(
+        loop_.watch(control_thread_->failed_fd(), [this](std::uint32_t) { on_control_failed(); }));
+    log_.info("the adapter serves the control queue (queue {}): up to {} receive/transmit "
+              "pair(s)",
+              index, most);
+    return ok_status();
+}
+
+void DeviceLink::stop_control_queue()
+{
+    if (control_thread_)
+        loop_.unwatch(control_thread_->failed_fd());
+    control_thread_.reset(); // joins: the rings are not read any more
+    net_control_.reset();
+    if (pairs_changed_.valid())
+        loop_.unwatch(pairs_changed_.get());
+}
+
+void DeviceLink::on_control_failed()
+{
+    auto why = control_thread_ ? control_thread_->failure() : std::nullopt;
+    restart_device(why ? why->wrap("the control queue") : Error("the control queue stopped"));
+}
+
+void DeviceLink::on_pairs_changed()
+{
+    (void)pairs_changed_.drain();
+    if (Status s = apply_queue_pairs(); !s.ok())
+        log_.warn("enabling {} receive/transmit pair(s) in the back-end: {} (applied again when "
+                  "it reconnects)",
+                  wanted_pairs_.load(), s.error().message());
+}
+
+// The driver's MQ_VQ_PAIRS_SET, answered already: enable the first pairs
+// in the back-end and disable the rest (their rings stay set up). With the
+// back-end away, start_rings() applies it when it returns.
+Status DeviceLink::apply_queue_pairs()
+{
+    const std::uint16_t pairs = wanted_pairs_;
+    if (state_ != State::running || !rings_started_ || !backend_ || pairs == backend_pairs_)
+        return ok_status();
+    if (!(backend_features_ & vu::kFeatureProtocolFeatures))
+        return Error("the back-end cannot enable single rings (no protocol features)");
+    const std::uint32_t low = 2U * std::min(backend_pairs_, pairs);
+    const std::uint32_t high = std::min(2U * std::max(backend_pairs_, pairs), backend_queues_);
+    for (std::uint32_t q = low; q < high; ++q) {
+        const bool enable = q < 2U * pairs;
+        VL_TRY(backend_->set_vring_enable(q, enable));
+        // The driver may have used the ring already: have the back-end look.
+        if (enable)
+            VL_TRY(kicks_[q].signal());
+    }
+    backend_pairs_ = pairs;
+    log_.info("receive/transmit pairs enabled in the back-end: {} of {}", pairs, max_pairs_);
     return ok_status();
 }
 
@@ -544,7 +723,8 @@ void DeviceLink::on_grace_expired()
 
 } // namespace vl::adapter
 
-namespace vl::adapter {
+namespace vl::adapter
+{
 
 // --- the watchdog -----------------------------------------------------------
 
@@ -553,8 +733,8 @@ void DeviceLink::arm_watchdog()
     disarm_watchdog();
     if (settings_.stall_timeout.count() == 0 || !spec_.type->prompt_requests)
         return;
-    watched_used_.assign(num_queues_, 0);
-    stalled_.assign(num_queues_, std::chrono::milliseconds(0));
+    watched_used_.assign(backend_queues_, 0);
+    stalled_.assign(backend_queues_, std::chrono::milliseconds(0));
     auto timer = loop_.after(kWatchdogTick, [this] { on_watchdog_tick(); });
     if (timer.ok())
         watchdog_timer_ = *timer;
@@ -574,7 +754,7 @@ void DeviceLink::on_watchdog_tick()
     watchdog_timer_.reset();
     if (state_ != State::running || !rings_started_ || !control_)
         return;
-    for (std::uint32_t q = 0; q < num_queues_; ++q) {
+    for (std::uint32_t q = 0; q < backend_queues_; ++q) {
         auto info = control_->queue(q);
         if (!info.ok() || !info->ready)
             continue;

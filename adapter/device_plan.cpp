@@ -10,11 +10,16 @@
 #include "loopback/control_file.hpp"
 #include "virtqueue/ring.hpp"
 
-namespace vl::adapter {
+namespace vl::adapter
+{
 
-namespace {
+namespace
+{
 
-constexpr std::uint64_t bit(unsigned n) { return std::uint64_t{1} << n; }
+constexpr std::uint64_t bit(unsigned n)
+{
+    return std::uint64_t{1} << n;
+}
 
 constexpr unsigned kFeatureVersion1 = 32;
 // Transport feature bits (24..49); device bits (0..23, 50..63) are the
@@ -31,15 +36,13 @@ Result<std::uint32_t> choose_queues(const DeviceSpec& spec, const BackendOffer& 
         return Error(fmt::format("--num-queues {} is more than a {} device can have here ({}{}): "
                                  "give -qn {} or less",
                                  *spec.num_queues, type.name, limit,
-                                 type.max_queues ? ", no control queue" : ", the transport's limit",
-                                 limit),
+                                 type.max_queues ? "" : ", the transport's limit", limit),
                      EINVAL);
     if (!offer.num_queues)
         return spec.num_queues.value_or(type.num_queues);
     if (*offer.num_queues == 0)
         return Error(fmt::format("the back-end at {} reports 0 queues", spec.socket), EINVAL);
-    const std::uint64_t offered =
-        type.counts_queue_pairs ? 2 * *offer.num_queues : *offer.num_queues;
+    const std::uint64_t offered = *offer.num_queues;
     if (spec.num_queues)
         return static_cast<std::uint32_t>(std::min<std::uint64_t>(*spec.num_queues, offered));
     if (type.max_queues)
@@ -53,8 +56,56 @@ Result<std::uint32_t> choose_queues(const DeviceSpec& spec, const BackendOffer& 
     return static_cast<std::uint32_t>(offered);
 }
 
-Result<std::uint32_t> plan_queues(const DeviceSpec& spec, const BackendOffer& offer)
+struct QueuePlan {
+    std::uint32_t num_queues = 0;
+    std::uint32_t queue_pairs = 0;
+    std::optional<std::uint32_t> control_queue;
+};
+
+// Types with receive/transmit pairs (net): -qn counts pairs, one by
+// default (a back-end's count is its most, not a wish: DPDK's vhost library
+// reports 128 whatever its port has). More than one pair needs the
+// back-end's multiqueue feature and as many pairs, and the control queue
+// the adapter serves, after the data queues.
+Result<QueuePlan> plan_pairs(const DeviceSpec& spec, const BackendOffer& offer)
 {
+    const DeviceType& type = *spec.type;
+    constexpr std::uint32_t kMostPairs = (VIRTIO_LOOPBACK_MAX_QUEUES - 1) / 2;
+    const std::uint32_t pairs = spec.num_queues.value_or(1);
+    if (pairs > kMostPairs)
+        return Error(fmt::format("-qn {}: a {} device has at most {} receive/transmit pairs here "
+                                 "(two queues each and a control queue, of the transport's {}): "
+                                 "give -qn {} or less",
+                                 pairs, type.name, kMostPairs, VIRTIO_LOOPBACK_MAX_QUEUES,
+                                 kMostPairs),
+                     EINVAL);
+    if (pairs == 1)
+        return QueuePlan{2, 1, std::nullopt};
+    if (!(offer.features & bit(type.multiqueue_feature)))
+        return Error(
+            fmt::format("-qn {} asks for {} receive/transmit pairs, but the back-end at {} "
+                        "does not offer multiqueue (VIRTIO_NET_F_MQ): give -qn 1, or "
+                        "start the back-end with several queue pairs (dpdk-testpmd: "
+                        "--vdev net_vhost0,iface={},queues={})",
+                        pairs, pairs, spec.socket, spec.socket, pairs),
+            EINVAL);
+    if (!offer.num_queues)
+        return Error(fmt::format("-qn {}: the back-end at {} offers multiqueue but not the MQ "
+                                 "protocol feature that says how many pairs it has: give -qn 1",
+                                 pairs, spec.socket),
+                     EINVAL);
+    if (pairs > *offer.num_queues)
+        return Error(fmt::format("-qn {} is more than the back-end at {} has ({} receive/transmit "
+                                 "pair(s)): give -qn {} or less, or start the back-end with more",
+                                 pairs, spec.socket, *offer.num_queues, *offer.num_queues),
+                     EINVAL);
+    return QueuePlan{2 * pairs + 1, pairs, 2 * pairs};
+}
+
+Result<QueuePlan> plan_queues(const DeviceSpec& spec, const BackendOffer& offer)
+{
+    if (spec.type->counts_queue_pairs)
+        return plan_pairs(spec, offer);
     VL_TRY_ASSIGN(std::uint32_t queues, choose_queues(spec, offer));
     if (queues < spec.type->min_queues)
         return Error(fmt::format("a {} device needs at least {} queues, not {}: give -qn {} or "
@@ -62,15 +113,15 @@ Result<std::uint32_t> plan_queues(const DeviceSpec& spec, const BackendOffer& of
                                  spec.type->name, spec.type->min_queues, queues,
                                  spec.type->min_queues),
                      EINVAL);
-    return queues;
+    return QueuePlan{queues, 0, std::nullopt};
 }
 
 Result<std::vector<std::byte>> plan_config(const DeviceSpec& spec, const BackendOffer& offer,
-                                           std::uint32_t num_queues)
+                                           const QueuePlan& queues)
 {
     const DeviceType& type = *spec.type;
     if (type.adapter_config)
-        return type.adapter_config(ConfigInputs{spec.tag, num_queues});
+        return type.adapter_config(ConfigInputs{spec.tag, queues.num_queues, queues.queue_pairs});
     if (spec.config_size == 0)
         return std::vector<std::byte>{};
     if (!offer.config)
@@ -92,7 +143,10 @@ Result<std::vector<std::byte>> plan_config(const DeviceSpec& spec, const Backend
 
 } // namespace
 
-std::uint64_t transport_features_kept() { return kTransportBitsKept; }
+std::uint64_t transport_features_kept()
+{
+    return kTransportBitsKept;
+}
 
 bool config_from_backend(const DeviceSpec& spec)
 {
@@ -110,10 +164,18 @@ Result<DevicePlan> plan_device(const DeviceSpec& spec, const BackendOffer& offer
                                  spec.socket, unknown, type.name, type.name),
                      EINVAL);
     DevicePlan plan;
-    plan.features = (offer.features & (~kTransportBits | kTransportBitsKept)) &
-                    ~type.withheld_features;
-    VL_TRY_ASSIGN(plan.num_queues, plan_queues(spec, offer));
-    VL_TRY_ASSIGN(plan.config, plan_config(spec, offer, plan.num_queues));
+    plan.features =
+        (offer.features & (~kTransportBits | kTransportBitsKept)) & ~type.withheld_features;
+    VL_TRY_ASSIGN(QueuePlan queues, plan_queues(spec, offer));
+    plan.num_queues = queues.num_queues;
+    plan.queue_pairs = queues.queue_pairs;
+    plan.control_queue = queues.control_queue;
+    if (plan.control_queue) {
+        // The back-end's multiqueue, and the control queue the adapter serves.
+        plan.features |= bit(type.multiqueue_feature) | bit(type.control_queue_feature);
+        plan.adapter_features = bit(type.control_queue_feature);
+    }
+    VL_TRY_ASSIGN(plan.config, plan_config(spec, offer, queues));
     return plan;
 }
 

@@ -7,13 +7,21 @@
 #include <cstddef>
 #include <utility>
 
-namespace vl::adapter {
+namespace vl::adapter
+{
 
-namespace {
+namespace
+{
 
-constexpr std::uint64_t bit(unsigned n) { return std::uint64_t{1} << n; }
+constexpr std::uint64_t bit(unsigned n)
+{
+    return std::uint64_t{1} << n;
+}
 // Bits first..last.
-constexpr std::uint64_t bits(unsigned first, unsigned last) { return (bit(last) - bit(first)) | bit(last); }
+constexpr std::uint64_t bits(unsigned first, unsigned last)
+{
+    return (bit(last) - bit(first)) | bit(last);
+}
 
 void put_le(std::span<std::byte> out, std::size_t offset, std::uint64_t value, std::size_t size)
 {
@@ -38,13 +46,13 @@ std::vector<std::byte> fs_config(const ConfigInputs& in)
 
 // virtio-net (spec 5.1.4): mac[6], le16 status, le16 max_virtqueue_pairs,
 // le16 mtu. MAC and MTU are withheld (the driver picks a random MAC), so
-// only the status (link up) and the pair count mean anything.
+// only the status (link up) and the pair count (read with MQ) mean anything.
 constexpr std::uint16_t kNetLinkUp = 1;
 std::vector<std::byte> net_config(const ConfigInputs& in)
 {
     std::vector<std::byte> config(12);
     put_le(config, 6, kNetLinkUp, 2);
-    put_le(config, 8, in.num_queues / 2, 2);
+    put_le(config, 8, in.queue_pairs, 2);
     return config;
 }
 
@@ -57,9 +65,13 @@ constexpr std::uint64_t kNetFeatures = bits(0, 3) | bits(5, 23) | bits(51, 57) |
 // CTRL_MAC_ADDR 23, DEVICE_STATS 51, (VQ_)NOTF_COAL 52-53, HASH_REPORT 57,
 // RSS 60, RSC_EXT 61), and config fields the adapter leaves empty (MTU 3,
 // MAC 5, STANDBY 62, SPEED_DUPLEX 63). A vhost-user front-end serves the
-// control queue itself (the back-end never sees it); the adapter does not.
-constexpr std::uint64_t kNetWithheld = bit(2) | bit(3) | bit(5) | bits(17, 23) | bits(51, 53) |
-                                       bit(57) | bits(60, 63);
+// control queue itself (the back-end never sees it): the adapter does, for
+// multiqueue only, and then offers CTRL_VQ and MQ (device_plan.cpp); the
+// other commands stay withheld.
+constexpr std::uint64_t kNetWithheld =
+    bit(2) | bit(3) | bit(5) | bits(17, 23) | bits(51, 53) | bit(57) | bits(60, 63);
+constexpr unsigned kNetFeatureCtrlVq = 17;
+constexpr unsigned kNetFeatureMq = 22;
 
 // Config sizes are those of the virtio spec's device configuration layouts
 // (the parts a driver may read). Windows hold the rings and the bounce
@@ -77,10 +89,11 @@ constexpr std::array kTypes = {
     DeviceType{"vsock", VIRTIO_ID_VSOCK, 8, 3, 128, 4, false, "socket device (virtio-vsock)",
                bits(0, 2)},
     DeviceType{"i2c", VIRTIO_ID_I2C_ADAPTER, 0, 1, 64, 1, true, "I2C adapter (virtio-i2c)", bit(0)},
-    DeviceType{"fs", VIRTIO_ID_FS, 40, 2, 128, 16, false, "file system (virtio-fs, --tag)",
-               bit(0), /*withheld: NOTIFICATION*/ bit(0), 0, 2, false, kFsTagSize, fs_config},
+    DeviceType{"fs", VIRTIO_ID_FS, 40, 2, 128, 16, false, "file system (virtio-fs, --tag)", bit(0),
+               /*withheld: NOTIFICATION*/ bit(0), 0, 2, false, kFsTagSize, fs_config},
     DeviceType{"net", VIRTIO_ID_NET, 12, 2, 256, 16, false, "network interface (virtio-net)",
-               kNetFeatures, kNetWithheld, 2, 2, true, 0, net_config},
+               kNetFeatures, kNetWithheld, 0, 2, true, 0, net_config, kNetFeatureMq,
+               kNetFeatureCtrlVq},
     DeviceType{"generic", 0, 0, 1, 64, 4, false, "any virtio device (--virtio-id N)"},
 };
 
@@ -100,7 +113,10 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 9> kAliases 
 
 } // namespace
 
-std::span<const DeviceType> device_types() { return kTypes; }
+std::span<const DeviceType> device_types()
+{
+    return kTypes;
+}
 
 const DeviceType* find_device_type(std::string_view name)
 {

@@ -7,12 +7,14 @@
 #include <string_view>
 #include <vector>
 
-namespace vl::adapter {
+namespace vl::adapter
+{
 
 // What an adapter-built config space is made from (see DeviceType::adapter_config).
 struct ConfigInputs {
-    std::string_view tag;     // --tag (types with a tag field)
-    std::uint32_t num_queues; // queues the kernel device gets
+    std::string_view tag;      // --tag (types with a tag field)
+    std::uint32_t num_queues;  // queues the kernel device gets
+    std::uint32_t queue_pairs; // receive/transmit pairs (types that count pairs), else 0
 };
 
 // What the adapter knows about a kind of device: its virtio id, its config
@@ -22,11 +24,11 @@ struct ConfigInputs {
 // from the back-end itself.
 struct DeviceType {
     std::string_view name;
-    std::uint32_t virtio_id;       // 0 for "generic": --virtio-id is required
-    std::uint32_t config_size;     // bytes of virtio config space the driver may read
-    std::uint32_t num_queues;      // used when the back-end has no MQ
-    std::uint32_t queue_size;      // default ring size
-    std::uint32_t window_mib;      // default DMA window
+    std::uint32_t virtio_id;   // 0 for "generic": --virtio-id is required
+    std::uint32_t config_size; // bytes of virtio config space the driver may read
+    std::uint32_t num_queues;  // used when the back-end has no MQ
+    std::uint32_t queue_size;  // default ring size
+    std::uint32_t window_mib;  // default DMA window
     // Every request is answered promptly (a disk), as opposed to buffers
     // posted for the device to fill when something happens (input events,
     // console input): only then does a request pending for long mean the
@@ -41,13 +43,17 @@ struct DeviceType {
     // fill): never offered to the driver.
     std::uint64_t withheld_features = 0;
     // Most queues the adapter can wire for this type (0: the transport's
-    // limit); net without a control queue has one receive/transmit pair.
+    // limit).
     std::uint32_t max_queues = 0;
     // Fewest queues the driver works with (fs: the high-priority queue and
     // a request queue; net: receive and transmit).
     std::uint32_t min_queues = 1;
-    // The back-end's queue count (GET_QUEUE_NUM) counts receive/transmit
-    // pairs, as vhost-user front-ends read it for net.
+    // The type's queues come in receive/transmit pairs (net): -qn and the
+    // back-end's queue count (GET_QUEUE_NUM, as vhost-user front-ends read
+    // it for net) count pairs, one by default. More than one pair needs the
+    // back-end's `multiqueue_feature` and a control queue after the data
+    // queues, which the adapter serves itself and offers with
+    // `control_queue_feature` (a vhost-user back-end never sees it).
     bool counts_queue_pairs = false;
     // Size of the config space's tag field (--tag); 0: the type has none.
     std::uint32_t tag_size = 0;
@@ -55,6 +61,9 @@ struct DeviceType {
     // QEMU's vhost-user-fs and vhost-user-net, the front-end fills it):
     // builds the config_size bytes. nullptr: the back-end's (GET_CONFIG).
     std::vector<std::byte> (*adapter_config)(const ConfigInputs&) = nullptr;
+    // See counts_queue_pairs (device feature bit numbers; 0: none).
+    unsigned multiqueue_feature = 0;
+    unsigned control_queue_feature = 0;
 };
 
 // Looks up a name or an alias (the original adapter's vhublk, vhuinput,

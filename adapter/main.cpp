@@ -15,13 +15,15 @@
 #include "loopback/control_file.hpp"
 #include "options.hpp"
 
-namespace vl::adapter {
+namespace vl::adapter
+{
 
 constexpr int kExitOk = 0;
 constexpr int kExitRuntimeError = 1;
 constexpr int kExitUsage = 2;
 
-namespace {
+namespace
+{
 
 void list_devices()
 {
@@ -55,7 +57,8 @@ int run(const AdapterOptions& options, std::chrono::steady_clock::time_point sta
         loop->stop();
     };
     Status signals = loop->handle_termination([&](int signal) {
-        log.info("{}: removing {} device(s)", signal == SIGINT ? "SIGINT" : "SIGTERM", links.size());
+        log.info("{}: removing {} device(s)", signal == SIGINT ? "SIGINT" : "SIGTERM",
+                 links.size());
         notify_service_stopping();
         stop_all();
     });
@@ -64,9 +67,8 @@ int run(const AdapterOptions& options, std::chrono::steady_clock::time_point sta
         return kExitRuntimeError;
     }
 
-    LinkSettings settings{options.control_path,    options.connect_timeout,
-                          options.reconnect_grace, options.stall_timeout,
-                          options.reply_timeout_ms, started};
+    LinkSettings settings{options.control_path,  options.connect_timeout,  options.reconnect_grace,
+                          options.stall_timeout, options.reply_timeout_ms, started};
     for (const auto& spec : options.devices)
         links.push_back(std::make_unique<DeviceLink>(spec, settings, *loop, log.child(spec.name)));
     // A Type=notify unit is up once every device exists in the kernel.
@@ -82,6 +84,11 @@ int run(const AdapterOptions& options, std::chrono::steady_clock::time_point sta
                     notify_service_ready(fmt::format("{} device(s) created", created));
             });
 
+    // A link may give up while starting (a back-end refused before the
+    // kernel heard of it): stop_all() ran before the loop, which would not
+    // see it.
+    if (exit_code != kExitOk)
+        return exit_code;
     if (Status s = loop->run(); !s.ok()) {
         log.error("{}", s.error().message());
         return kExitRuntimeError;
@@ -106,7 +113,8 @@ int main(int argc, char** argv)
         std::fputs(kUsage, stdout);
         return kExitOk;
     case Action::version:
-        std::printf("virtio-loopback-adapter %s (uapi %d)\n", VL_VERSION, VIRTIO_LOOPBACK_API_VERSION);
+        std::printf("virtio-loopback-adapter %s (uapi %d)\n", VL_VERSION,
+                    VIRTIO_LOOPBACK_API_VERSION);
         return kExitOk;
     case Action::list_devices:
         list_devices();

@@ -9,9 +9,11 @@
 #include <fstream>
 #include <string_view>
 
-namespace vl::adapter {
+namespace vl::adapter
+{
 
-const char* const kUsage = R"(Usage: virtio-loopback-adapter [OPTIONS] -s SOCKET -d TYPE [DEVICE OPTIONS]
+const char* const kUsage =
+    R"(Usage: virtio-loopback-adapter [OPTIONS] -s SOCKET -d TYPE [DEVICE OPTIONS]
                                [-s SOCKET -d TYPE [DEVICE OPTIONS]]...
        virtio-loopback-adapter [OPTIONS] -c FILE
 
@@ -37,9 +39,11 @@ Device options:
                            fills it (the tag, one request queue per queue
                            after the first)
   -qn, --num-queues N      queues to use, at most 64 (default: the back-end's
-                           count, or the type's default when it has no MQ;
-                           net: 2, one receive/transmit pair, as the adapter
-                           serves no control queue)
+                           count, or the type's default when it has no MQ).
+                           net: receive/transmit pairs, as in dpdk-testpmd's
+                           queues=N (default 1, at most 31); more than one
+                           needs a back-end that offers multiqueue, and the
+                           adapter then serves the control queue itself
   -qs, --queue-size N      ring size, a power of two (default per type)
       --window-mb N        DMA window in MiB (default per type)
       --zero-copy on|off   on (default): buffers of whole pages reach the
@@ -99,13 +103,16 @@ Examples (third-party back-ends):
       --vdev net_vhost1,iface=/run/vhost-net1.sock \
       -- --forward-mode=io --total-num-mbufs=4096 --disable-link-check &
   virtio-loopback-adapter -s /run/vhost-net0.sock -d net -s /run/vhost-net1.sock -d net
+  (two pairs each: queues=2 in both --vdev, --rxq=2 --txq=2 for testpmd, and -qn 2
+  after each -d net)
 
 Signals: SIGTERM and SIGINT remove the devices and exit with status 0.
 Exit status: 0 on SIGTERM/SIGINT, 1 on a runtime error (a back-end that never
 came up, the transport missing), 2 on bad usage.
 )";
 
-namespace {
+namespace
+{
 
 Result<std::uint64_t> parse_unsigned(std::string_view option, std::string_view text)
 {
@@ -137,8 +144,9 @@ Result<bool> parse_on_off(std::string_view option, std::string_view text)
 
 // Builds the device list and options one (key, value) at a time, from the
 // command line and config files alike.
-class Builder {
-public:
+class Builder
+{
+  public:
     explicit Builder(AdapterOptions& options) : options_(options) {}
 
     Status set(std::string_view key, std::string_view value)
@@ -162,13 +170,15 @@ public:
         if (key == "queue-size") {
             VL_TRY_ASSIGN(auto size, parse_in_range("--queue-size", value, 2, 32768));
             if (!std::has_single_bit(size))
-                return Error(fmt::format("--queue-size must be a power of two, got {}", size), EINVAL);
+                return Error(fmt::format("--queue-size must be a power of two, got {}", size),
+                             EINVAL);
             current().queue_size = size;
             return ok_status();
         }
         if (key == "tag") {
             if (value.empty())
-                return Error("--tag wants a name (what 'mount -t virtiofs TAG DIR' mounts)", EINVAL);
+                return Error("--tag wants a name (what 'mount -t virtiofs TAG DIR' mounts)",
+                             EINVAL);
             current().tag = std::string(value);
             return ok_status();
         }
@@ -208,8 +218,9 @@ public:
         if (key == "log-level") {
             auto level = parse_log_level(value);
             if (!level)
-                return Error(fmt::format("unknown log level '{}' (error|warn|info|debug|trace)", value),
-                             EINVAL);
+                return Error(
+                    fmt::format("unknown log level '{}' (error|warn|info|debug|trace)", value),
+                    EINVAL);
             options_.log_level = *level;
             return ok_status();
         }
@@ -227,8 +238,9 @@ public:
             if (d.socket.empty())
                 return Error(fmt::format("device {} has no --socket", index + 1), EINVAL);
             if (!d.type)
-                return Error(fmt::format("device {} ({}) has no --device TYPE", index + 1, d.socket),
-                             EINVAL);
+                return Error(
+                    fmt::format("device {} ({}) has no --device TYPE", index + 1, d.socket),
+                    EINVAL);
             if (d.type->virtio_id == 0 && d.virtio_id == 0)
                 return Error(fmt::format("device {} is generic: give --virtio-id N", index + 1),
                              EINVAL);
@@ -246,7 +258,7 @@ public:
         return ok_status();
     }
 
-private:
+  private:
     static Status check_tag(const DeviceSpec& d, unsigned number)
     {
         const std::uint32_t field = d.type->tag_size;
@@ -291,9 +303,9 @@ private:
     {
         const DeviceType* type = find_device_type(value);
         if (!type)
-            return Error(fmt::format("unknown device type '{}' (one of {})", value,
-                                     device_type_names()),
-                         EINVAL);
+            return Error(
+                fmt::format("unknown device type '{}' (one of {})", value, device_type_names()),
+                EINVAL);
         if (open_ && current().type)
             next_device();
         current().type = type;
@@ -320,7 +332,8 @@ constexpr OptionName kOptions[] = {
     {"version", "-V", false},
 };
 
-const OptionName* find_option(std::string_view arg, std::string_view& inline_value, bool& has_inline)
+const OptionName* find_option(std::string_view arg, std::string_view& inline_value,
+                              bool& has_inline)
 {
     has_inline = false;
     if (arg.starts_with("--")) {

@@ -15,7 +15,7 @@
 # BENCH_RUNTIME (fio seconds, whole, 3), BENCH_RAMP_MS (fio ramp, 500),
 # BENCH_CONTENDERS (space-separated subset, default all), BENCH_QEMU_AIO
 # (io_uring), BENCH_INPUT_EVENTS (500), BENCH_RNG_SECONDS (2),
-# BENCH_POLL_US (1000).
+# BENCH_POLL_US (1000), BENCH_NET_SECONDS (iperf3 seconds, 3).
 #
 # OUT/records.tsv, one record a line, tab-separated:
 #   info   KEY VALUE
@@ -28,6 +28,7 @@
 #   bytes  ROUND CONTENDER WORKLOAD BYTES SECONDS    (dd)
 #   rng    ROUND CONTENDER JSON-FILE                 (vl-read-rate)
 #   input  ROUND CONTENDER JSON-FILE
+#   net    ROUND CONTENDER WORKLOAD JSON-FILE        (iperf3 -J)
 set -u
 umask 022
 
@@ -43,10 +44,12 @@ QEMU_AIO=${BENCH_QEMU_AIO:-io_uring}
 INPUT_EVENTS=${BENCH_INPUT_EVENTS:-500}
 RNG_SECONDS=${BENCH_RNG_SECONDS:-2}
 POLL_US=${BENCH_POLL_US:-1000}
+NET_SECONDS=${BENCH_NET_SECONDS:-3}
 ALL_BLK="vl-blk vl-blk-bounce vl-blk-poll vl-qsd vduse loop nbd null_blk vl-null"
 ALL_INPUT="vl-input vl-input-poll uinput"
 ALL_RNG="vl-rng urandom"
-CONTENDERS=${BENCH_CONTENDERS:-"$ALL_BLK $ALL_INPUT $ALL_RNG"}
+ALL_NET="vl-net veth"
+CONTENDERS=${BENCH_CONTENDERS:-"$ALL_BLK $ALL_INPUT $ALL_RNG $ALL_NET"}
 
 IMG=/tmp/bench-disk.img
 IMG_MIB=256
@@ -335,6 +338,113 @@ teardown_vl-rng() {
 setup_urandom() { DEV=/dev/urandom; }
 teardown_urandom() { :; }
 
+# Network: two interfaces, one moved into a network namespace, iperf3's
+# server listening there; the client runs in the root namespace.
+NET_NS=benchpeer
+NET_HERE=10.99.0.1
+NET_THERE=10.99.0.2
+net_pair_up() { # here there
+	NET_NS_UP=1
+	# Two ip runs, not seven: starting a program costs 50-100 ms here.
+	printf 'netns add %s\nlink set %s netns %s\naddr add %s/24 dev %s\nlink set %s up\n' \
+		$NET_NS "$2" $NET_NS $NET_HERE "$1" "$1" | ip -batch - 2>>"$LOG" &&
+		printf 'addr add %s/24 dev %s\nlink set %s up\nlink set lo up\n' $NET_THERE "$2" "$2" |
+		ip -n $NET_NS -batch - 2>>"$LOG" || { echo "ip failed: $(log_tail "$LOG")"; return 1; }
+	# Our child, not a daemon (-D): nothing reaps orphans in this guest, and
+	# stop_pid would wait for a zombie.
+	ip netns exec $NET_NS iperf3 -s -B $NET_THERE >>"$LOG" 2>&1 &
+	IPERF_PID=$!
+	# Both links up (the drivers bring them up asynchronously), the server listening.
+	poll_until 20 "ping -c 1 -W 1 $NET_THERE >/dev/null 2>&1" || { echo "no ping reply from $NET_THERE"; return 1; }
+	poll_until 20 "[[ -n \$(ip netns exec $NET_NS ss -Hltn 'sport = :5201') ]] || ! kill -0 $IPERF_PID" &&
+		kill -0 $IPERF_PID 2>/dev/null || { echo "iperf3 -s is not listening: $(log_tail "$LOG")"; return 1; }
+	DEV=$1
+}
+net_pair_down() {
+	# Nothing to save: no need to wait for its SIGTERM handling.
+	[[ -n ${IPERF_PID:-} ]] && { kill -KILL "$IPERF_PID" 2>/dev/null; wait "$IPERF_PID" 2>/dev/null; }
+	IPERF_PID=
+	[[ -n ${NET_NS_UP:-} ]] && ip netns del $NET_NS 2>>"$LOG"
+	NET_NS_UP=
+}
+
+setup_veth() {
+	local t0
+	t0=$(now_us)
+	ip link add benchv0 type veth peer name benchv1 2>>"$LOG" || { echo "ip link add veth failed: $(log_tail "$LOG")"; return 1; }
+	VETH_UP=1
+	poll_until 10 "[[ -e /sys/class/net/benchv1 ]]" || { echo "benchv1 did not appear"; return 1; }
+	SETUP_US=$(($(now_us) - t0))
+	net_pair_up benchv0 benchv1
+}
+teardown_veth() {
+	net_pair_down
+	[[ -n ${VETH_UP:-} ]] && ip link del benchv0 2>>"$LOG"
+	VETH_UP=
+}
+
+virtio_net_ifaces() { # prints the interfaces bound by virtio_net
+	local n
+	for n in /sys/bus/virtio/drivers/virtio_net/virtio*/net/*; do
+		[[ -e $n ]] && echo "${n##*/}"
+	done
+}
+# testpmd's two vhost ports forwarding to each other (io mode), as in
+# tests/guest/adapter-net.sh; one forwarding lcore that busy-polls. It is
+# started once, when vl-net is first set up (its start takes 10-20 s here:
+# it loads all of DPDK's drivers), and stopped with SIGSTOP while other
+# contenders run, so that its busy core takes nothing from them.
+TESTPMD_ARGS="-l 0,1 --no-huge -m 64 --no-pci --no-shconf"
+TESTPMD_FWD="--forward-mode=io --total-num-mbufs=4096 --disable-link-check --stats-period=60"
+TESTPMD_PID=
+TESTPMD_LOG=$LOGS/testpmd.log
+testpmd_resume() {
+	if [[ -n $TESTPMD_PID ]] && kill -0 "$TESTPMD_PID" 2>/dev/null; then
+		kill -CONT "$TESTPMD_PID"
+		return 0
+	fi
+	rm -f "$RUN/net0.sock" "$RUN/net1.sock"
+	# shellcheck disable=SC2086 # one word per option
+	dpdk-testpmd $TESTPMD_ARGS --vdev "net_vhost0,iface=$RUN/net0.sock,queues=1" \
+		--vdev "net_vhost1,iface=$RUN/net1.sock,queues=1" -- $TESTPMD_FWD >>"$TESTPMD_LOG" 2>&1 &
+	TESTPMD_PID=$!
+	# Forwarding, not only listening: it takes connections while it sets up.
+	poll_until 120 "grep -q 'io packet forwarding' '$TESTPMD_LOG' || ! kill -0 $TESTPMD_PID" &&
+		kill -0 "$TESTPMD_PID" 2>/dev/null || { echo "dpdk-testpmd did not start: $(log_tail "$TESTPMD_LOG")"; return 1; }
+}
+testpmd_pause() { [[ -n $TESTPMD_PID ]] && kill -STOP "$TESTPMD_PID" 2>/dev/null; }
+testpmd_stop() {
+	[[ -n $TESTPMD_PID ]] && kill -CONT "$TESTPMD_PID" 2>/dev/null
+	stop_pid "$TESTPMD_PID"
+	TESTPMD_PID=
+}
+
+setup_vl-net() {
+	command -v dpdk-testpmd >/dev/null || { echo "dpdk-testpmd (Debian package dpdk-dev) is missing"; return 1; }
+	vl_ready || return 1
+	modprobe_once virtio_net || { echo "modprobe virtio_net failed"; return 1; }
+	testpmd_resume || return 1
+	local t0
+	t0=$(now_us)
+	"$BIN/virtio-loopback-adapter" -s "$RUN/net0.sock" -d net -s "$RUN/net1.sock" -d net -l info >>"$LOG" 2>&1 &
+	ADAPTER_PID=$!
+	poll_until 60 '[[ $(virtio_net_ifaces | wc -l) == 2 ]]' ||
+		{ echo "no two interfaces within 60 s: $(log_tail "$LOG")"; return 1; }
+	SETUP_US=$(($(now_us) - t0))
+	poll_until 5 "[[ \$(grep -c 'set-up: ' '$LOG') == 2 ]]"
+	SETUP_STEPS=$(sed -n 's/.*set-up: //p' "$LOG" | tail -n 1)
+	local ifs
+	mapfile -t ifs < <(virtio_net_ifaces)
+	net_pair_up "${ifs[0]}" "${ifs[1]}"
+}
+teardown_vl-net() {
+	net_pair_down
+	stop_pid "$ADAPTER_PID"
+	ADAPTER_PID=
+	poll_until 10 '[[ -z $(virtio_net_ifaces) ]]'
+	testpmd_pause
+}
+
 # ---------------------------------------------------------------------------
 # Workloads
 # ---------------------------------------------------------------------------
@@ -433,6 +543,47 @@ run_rng() { # round contender
 	fi
 }
 
+# iperf3 from the root namespace to the server in the other: a TCP stream
+# (Gbit/s), then 64-byte UDP datagrams as fast as the sender can (packets/s
+# sent and received, loss), NET_SECONDS each.
+declare -A NET_JOB=(
+	[tcp]="-t $NET_SECONDS"
+	[udp-64]="-u -b 0 -l 64 -t $NET_SECONDS"
+)
+NET_ORDER="tcp udp-64"
+# The progress line's numbers, from iperf3's JSON (its "sum_sent" and
+# "sum_received" objects are flat); awk, as python3 takes seconds to start here.
+net_headline() { # file workload
+	awk -v w="$2" '
+		/"sum_sent":/ { s = "sent" } /"sum_received":/ { s = "recv" }
+		s && /"(bits_per_second|packets|lost_packets|seconds)":/ {
+			k = $1; gsub(/[":]/, "", k); v = $2; gsub(/[^0-9.e+-]/, "", v); val[s, k] = v }
+		s && /}/ { s = "" }
+		END {
+			if (w == "tcp") printf "%.3f Gbit/s", val["recv", "bits_per_second"] / 1e9
+			else if (val["recv", "seconds"] > 0 && val["sent", "seconds"] > 0)
+				printf "%.0f packets/s received of %.0f sent",
+					(val["recv", "packets"] - val["recv", "lost_packets"]) / val["recv", "seconds"],
+					val["sent", "packets"] / val["sent", "seconds"]
+		}' "$1"
+}
+run_net() { # round contender
+	local w file t0
+	for w in $NET_ORDER; do
+		file=$RAW/r$1-$2-$w.json
+		t0=$(now_us)
+		# shellcheck disable=SC2086 # one word per option
+		if timeout -k 5 $((NET_SECONDS + 30)) iperf3 -c $NET_THERE ${NET_JOB[$w]} -J \
+			--connect-timeout 5000 >"$file" 2>"$file.err" && ! grep -q '"error"' "$file"; then
+			record net "$1" "$2" "$w" "${file#"$OUT"/}"
+			say "  $2 $w: $(net_headline "$file" "$w") ($((($(now_us) - t0) / 1000)) ms in all)"
+		else
+			record fail "$1" "$2" "$w" "iperf3 failed: $(grep -o '"error":[^}]*' "$file" | head -c 200) $(log_tail "$file.err")"
+			say "  $2 $w: FAILED"
+		fi
+	done
+}
+
 run_input() { # round contender
 	local file=$RAW/r$1-$2-input.json args=(uinput)
 	[[ $2 == vl-input* ]] && args=(fifo --fifo "$RUN/input.fifo" --device "$DEV")
@@ -478,6 +629,11 @@ record info setup_vl-input-poll "vhost-user-input -s SOCK --synthetic FIFO --pol
 record info poll_us "$POLL_US"
 record info setup_uinput "modprobe uinput (vinput-latency creates the device)"
 record info setup_vl-rng "vhost-user-rng -s SOCK; virtio-loopback-adapter -s SOCK -d rng"
+record info net_seconds "$NET_SECONDS"
+record info net_command "iperf3 -c $NET_THERE {$(for w in $NET_ORDER; do printf '%s: %s; ' "$w" "${NET_JOB[$w]}"; done | sed 's/; $//')} -J (server: ip netns exec $NET_NS iperf3 -s -B $NET_THERE)"
+record info iperf3_version "$(iperf3 --version 2>/dev/null | head -n 1)"
+record info setup_vl-net "dpdk-testpmd $TESTPMD_ARGS --vdev net_vhost0,iface=SOCK0,queues=1 --vdev net_vhost1,iface=SOCK1,queues=1 -- $TESTPMD_FWD (started once, SIGSTOP while other contenders run); virtio-loopback-adapter -s SOCK0 -d net -s SOCK1 -d net; the second interface into netns $NET_NS"
+record info setup_veth "ip link add benchv0 type veth peer name benchv1; benchv1 into netns $NET_NS"
 
 say "backing file: $IMG_MIB MiB in tmpfs ($IMG)"
 dd if=/dev/zero of="$IMG" bs=1M count=$IMG_MIB status=none || { say "cannot create $IMG"; exit 1; }
@@ -485,8 +641,15 @@ dd if=/dev/zero of="$IMG" bs=1M count=$IMG_MIB status=none || { say "cannot crea
 # Load the programs once, untimed: the first set-up or fio run would
 # otherwise also pay for reading them over 9p into the guest's page cache.
 say "warming up: loading the programs once"
+# dpdk-testpmd loads every DPDK driver there is (about 190 libraries): read
+# them into the page cache here, or its first start takes a minute.
+if [[ " $CONTENDERS " == *" vl-net "* ]]; then
+	cat /usr/lib/x86_64-linux-gnu/librte_*.so.* /usr/lib/x86_64-linux-gnu/dpdk/pmds-*/*.so.* \
+		/usr/bin/dpdk-testpmd >/dev/null 2>&1
+fi
 for p in fio qemu-storage-daemon qemu-nbd vdpa losetup "$BIN/virtio-loopback-adapter" \
-	"$BIN/vhost-user-blk" "$BIN/vhost-user-input" "$BIN/vhost-user-rng" "$BIN/vinput-latency" "$BIN/vl-read-rate"; do
+	"$BIN/vhost-user-blk" "$BIN/vhost-user-input" "$BIN/vhost-user-rng" "$BIN/vinput-latency" "$BIN/vl-read-rate" \
+	iperf3; do
 	command -v "$p" >/dev/null && "$p" --help >/dev/null 2>&1
 done
 
@@ -541,15 +704,19 @@ for ((round = 1; round <= ROUNDS; round++)); do
 		case $c in
 		vl-input | vl-input-poll | uinput) run_input "$round" "$c" ;;
 		vl-rng | urandom) run_rng "$round" "$c" ;;
+		vl-net | veth) run_net "$round" "$c" ;;
 		*)
 			for w in $FIO_ORDER; do run_fio "$round" "$c" "$w"; done
 			run_dd "$round" "$c"
 			;;
 		esac
+		t0=$(now_us)
 		"teardown_$c" 2>>"$LOG"
+		say "  $c: torn down in $((($(now_us) - t0) / 1000)) ms"
 	done
 done
 
+testpmd_stop
 dmesg | tail -n +"$((dmesg_start + 1))" >"$OUT/dmesg.txt"
 bad=$(grep -c -E 'BUG|WARNING|Oops|general protection|hung_task|blocked for more than|I/O error' "$OUT/dmesg.txt")
 record info kernel_log_problems "$bad"

@@ -44,6 +44,10 @@ RNG = [
     ("vl-rng", "virtio-loopback + vhost-user-rng: /dev/hwrng"),
     ("urandom", "/dev/urandom (kernel only)"),
 ]
+NET = [
+    ("vl-net", "virtio-loopback + dpdk-testpmd (vhost PMD, io forwarding)"),
+    ("veth", "veth pair (kernel only)"),
+]
 HOST = [
     ("ours", "our vhost-user-blk"),
     ("qsd", "qemu-storage-daemon vhost-user-blk"),
@@ -60,9 +64,10 @@ FIO = [
 IOPS_WORKLOADS = ["randread-4k-qd1", "randread-4k-qd32", "randwrite-4k-qd32"]
 MBPS_WORKLOADS = ["seqread-128k-qd8", "seqwrite-128k-qd8", "seqread-1m-qd4",
                   "seqwrite-1m-qd4", "dd-1m-read"]
-LABEL = dict(BLK + INPUT + RNG + HOST + FIO + [("dd-1m-read", "dd 1M read, direct")])
+LABEL = dict(BLK + INPUT + RNG + NET + HOST + FIO + [("dd-1m-read", "dd 1M read, direct")])
 PART = {**{c: "blk" for c, _ in BLK}, **{c: "input" for c, _ in INPUT},
-        **{c: "rng" for c, _ in RNG}}
+        **{c: "rng" for c, _ in RNG}, **{c: "net" for c, _ in NET}}
+GUEST_CONTENDERS = BLK + INPUT + RNG + NET
 
 # The adapter's info line "set-up: back-end connected 1.2 ms, negotiated
 # 3.4 ms, device created 6.0 ms, driver probed 20.0 ms, rings handed over
@@ -78,7 +83,8 @@ SETUP_STEPS = [
 SETUP_STEP_RE = [(re.compile(r"(?<![\w-])" + re.escape(words) + r"\s+([0-9]+(?:\.[0-9]+)?)\s*ms\b"), metric)
                  for words, metric in SETUP_STEPS]
 # The contenders that have an adapter (and so that line).
-VL_SETUP = ["vl-blk", "vl-blk-bounce", "vl-blk-poll", "vl-qsd", "vl-null", "vl-input", "vl-input-poll", "vl-rng"]
+VL_SETUP = ["vl-blk", "vl-blk-bounce", "vl-blk-poll", "vl-qsd", "vl-null", "vl-input", "vl-input-poll",
+            "vl-rng", "vl-net"]
 
 
 def parse_setup_steps(text):
@@ -343,6 +349,36 @@ def collect_guest_record(res, gdir, rec, user_hz):
             return
         res.add(part, rnd, c, "rng-read", "mbps", j["mbps"])
         res.add(part, rnd, c, "rng-read", "longest_read_ms", j["longest_read_ms"])
+    elif kind == "net":
+        collect_iperf3(res, part, rnd, c, rec[3], os.path.join(gdir, rec[4]))
+
+
+def collect_iperf3(res, part, rnd, c, w, path):
+    """One iperf3 -J run: the TCP stream's Gbit/s as the receiver counted
+    them (and the sender's retransmits); for UDP the datagrams per second
+    sent and received (sent minus lost, per the receiver), and the loss."""
+    try:
+        j = load_json(path)
+    except (OSError, ValueError) as e:
+        res.failures.append({"part": part, "round": int(rnd), "contender": c,
+                             "what": w, "reason": f"unreadable iperf3 output: {e}"})
+        return
+    if j.get("error"):
+        res.failures.append({"part": part, "round": int(rnd), "contender": c,
+                             "what": w, "reason": f"iperf3: {j['error']}"})
+        return
+    end = j["end"]
+    received, sent = end["sum_received"], end["sum_sent"]
+    if w == "tcp":
+        res.add(part, rnd, c, w, "gbps", received["bits_per_second"] / 1e9)
+        res.add(part, rnd, c, w, "retransmits", sent.get("retransmits"))
+    else:
+        if sent["seconds"] > 0:
+            res.add(part, rnd, c, w, "sent_pps", sent["packets"] / sent["seconds"])
+        if received["seconds"] > 0:
+            res.add(part, rnd, c, w, "pps",
+                    (received["packets"] - received["lost_packets"]) / received["seconds"])
+        res.add(part, rnd, c, w, "loss_pct", received.get("lost_percent"))
 
 
 def collect_host(res, hdir):
@@ -424,9 +460,9 @@ class Table:
             return "FAILED to set up: " + (reasons[0] if reasons else "no record (did the run stop early?)")
         return None
 
-    def cell(self, c, workload, metric):
-        """The median (n=rounds it has, if fewer) and ratio; workload None:
-        metric is a text, the same in every row."""
+    def cell(self, c, workload, metric, fmt=fmt_num, ratio=True):
+        """The median (n=rounds it has, if fewer) and ratio (unless `ratio`
+        is False); workload None: metric is a text, the same in every row."""
         if workload is None:
             return metric
         part = self.part_of(c)
@@ -435,18 +471,19 @@ class Table:
             failed = [f for f in self.res.failures if f["part"] == part
                       and f["contender"] == c and f["what"] == workload]
             return "FAILED" if failed else "–"
-        text = fmt_num(v)
+        text = fmt(v)
         if n < self.rounds:
             text += f" (n={n})"
-        if self.baseline and c != self.baseline:
+        if ratio and self.baseline and c != self.baseline:
             b, _ = self.res.median(part, self.baseline, workload, metric)
             if b:
                 text += f" ({fmt_ratio(v / b)})"
         return text
 
     def render(self, columns):
-        """columns: list of (header, workload, metric)."""
-        out = ["| contender | " + " | ".join(h for h, _, _ in columns) + " |",
+        """columns: list of (header, workload, metric[, options]); options
+        are cell()'s keyword arguments (fmt, ratio)."""
+        out = ["| contender | " + " | ".join(col[0] for col in columns) + " |",
                "| --- |" + " ---: |" * len(columns)]
         for c in self.contenders:
             name = LABEL.get(c, c)
@@ -456,7 +493,8 @@ class Table:
             if why:
                 out.append(f"| {name} | {why} |" + " |" * (len(columns) - 1))
                 continue
-            out.append(f"| {name} | " + " | ".join(self.cell(c, w, m) for _, w, m in columns) + " |")
+            out.append(f"| {name} | " + " | ".join(self.cell(c, *col[1:3], **(col[3] if len(col) > 3 else {}))
+                                                   for col in columns) + " |")
         return "\n".join(out)
 
 
@@ -530,7 +568,8 @@ def render_setup_steps(res, rounds):
              "run, as the median of 7 starts of `virtio-loopback-adapter --version` (fork, exec, "
              "dynamic linking, exit), so it is the same in every row. *node/driver ready (total)* is "
              "the set-up time of the tables above (from starting the adapter until the block device, "
-             "the evdev node, or virtio_rng as the current hwrng is there).")
+             "the evdev node, virtio_rng as the current hwrng, or both network interfaces are there; "
+             "vl-net's adapter sets up two devices, and its line is the second's).")
     L.append("")
     t = Table(res, None, ids, None, rounds)
     cols = [("process start", None, fmt_num(start_ms))]
@@ -623,10 +662,10 @@ def markdown(res, run, rounds, plot_name):
 
     # Contenders left out on purpose (BENCH_CONTENDERS, --no-host, --no-guest)
     if run.get("vm_status") == "skipped":
-        guest_not_run = {c: "not run (--no-guest)" for c, _ in BLK + INPUT + RNG}
+        guest_not_run = {c: "not run (--no-guest)" for c, _ in GUEST_CONTENDERS}
     elif "contenders" in info:
         chosen = info["contenders"].split()
-        guest_not_run = {c: "not run (not in BENCH_CONTENDERS)" for c, _ in BLK + INPUT + RNG
+        guest_not_run = {c: "not run (not in BENCH_CONTENDERS)" for c, _ in GUEST_CONTENDERS
                          if c not in chosen}
     else:
         guest_not_run = {}
@@ -751,6 +790,32 @@ def markdown(res, run, rounds, plot_name):
                         ("set-up (ms)", "setup", "setup_ms")]))
     L.append("")
 
+    # Network
+    L.append("## Network in the guest")
+    L.append("")
+    L.append("Two interfaces, one of them moved into a network namespace; `iperf3` from the root "
+             "namespace to its server in the other, "
+             f"{info.get('net_seconds', '?')} s per workload. *vl-net*: two virtio-loopback "
+             "virtio-net devices whose back-ends are the two vhost ports of one `dpdk-testpmd` "
+             "forwarding between them (io mode, one queue pair each; its forwarding core busy-polls "
+             "one of the guest's vCPUs all along); *veth*: a veth pair. **Ratios are against the "
+             "veth pair of the same run.** *TCP*: one stream, Gbit/s (10^9 bit/s) as received. "
+             "*UDP 64 B*: 64-byte datagrams sent as fast as iperf3 can (`-b 0`): packets per "
+             "second received (sent minus lost, as the receiver counted), sent, and the share "
+             "lost. *set-up*: from starting the adapter (testpmd already listening) or `ip link add` "
+             "until both interfaces exist.")
+    L.append("")
+    tn = Table(res, "net", [c for c, _ in NET], pick_baseline(res, "net", ["veth"]), rounds, guest_not_run)
+    three_digits = {"fmt": lambda v: f"{v:.3g}" if abs(v) < 1 else fmt_num(v)}
+    no_ratio = {"ratio": False}
+    L.append(tn.render([("TCP Gbit/s", "tcp", "gbps", three_digits),
+                        ("TCP retransmits", "tcp", "retransmits", no_ratio),
+                        ("UDP 64 B received packets/s", "udp-64", "pps"),
+                        ("UDP 64 B sent packets/s", "udp-64", "sent_pps"),
+                        ("UDP 64 B lost %", "udp-64", "loss_pct", no_ratio),
+                        ("set-up (ms)", "setup", "setup_ms")]))
+    L.append("")
+
     # Set-up, step by step
     steps_md = render_setup_steps(res, rounds)
     if steps_md:
@@ -799,7 +864,9 @@ def markdown(res, run, rounds, plot_name):
     L.append(info.get("dd_command", "?"))
     L.append(info.get("input_command", "?"))
     L.append(info.get("rng_command", "?"))
-    for c, _ in BLK + INPUT + RNG:
+    if "net_command" in info:
+        L.append(info["net_command"])
+    for c, _ in GUEST_CONTENDERS:
         if "setup_" + c in info:
             L.append(f"{c}: {info['setup_' + c]}")
     for c, _ in HOST:
@@ -842,18 +909,19 @@ def plot(res, run, rounds, path):
     panels = []
 
     def datafile(name, part, contenders, columns):
-        """columns: (label, workload, metric); one row per column, one
-        data column per contender (median, '?' if none)."""
+        """columns: (label, workload, metric[, scale]); one row per column,
+        one data column per contender (median times scale, '?' if none)."""
         ran = [c for c in contenders if any(r["part"] == part and r["contender"] == c for r in res.rows)]
         if not ran:
             return None, []
         f = os.path.join(tmp, name + ".dat")
         with open(f, "w", encoding="utf-8") as out:
             out.write("x " + " ".join(f'"{LABEL.get(c, c)}"' for c in ran) + "\n")
-            for label, w, m in columns:
+            for label, w, m, *scale in columns:
                 vals = []
                 for c in ran:
                     v, _ = res.median(part, c, w, m)
+                    v = v * scale[0] if v and scale else v
                     vals.append(f"{v:.6g}" if v and v > 0 else "?")
                 out.write(f'"{label}" ' + " ".join(vals) + "\n")
         return f, ran
@@ -870,6 +938,9 @@ def plot(res, run, rounds, path):
          [("p50", "input-latency", "p50_us"), ("p99", "input-latency", "p99_us")], True),
         ("host", "Host, no kernel: MB/s (log)", "host", [c for c, _ in HOST],
          [(LABEL[w].replace(" seq", ""), w, "mbps") for w, _ in FIO], True),
+        ("net", "Guest: network (log)", "net", [c for c, _ in NET],
+         [("TCP Mbit/s", "tcp", "gbps", 1000), ("UDP 64 B, kpackets/s received", "udp-64", "pps", 0.001)],
+         True),
     ]
     for name, title, part, contenders, columns, log in specs:
         f, ran = datafile(name, part, contenders, columns)
@@ -882,9 +953,11 @@ def plot(res, run, rounds, path):
               f"{res.info.get('vcpus', '?')} vCPUs; host CPU {run.get('host_cpu', '?')}, "
               f"kernel {run.get('host_kernel', '?')}\\n"
               f"medians of {rounds} rounds; absolute numbers are emulated, compare within one run only")
+    plot_rows = max(3, (len(panels) + 1) // 2)
     script = [
         os.environ.get("BENCH_PLOT_TERMINAL",  # e.g. "pngcairo size 1500,1500" for a preview
-                       "set terminal svg size 1500,1500 dynamic enhanced font 'sans,11' background '#ffffff'"),
+                       f"set terminal svg size 1500,{500 * plot_rows} dynamic enhanced font 'sans,11' "
+                       "background '#ffffff'"),
         f"set output '{path}'",
         "set datafile missing '?'",
         "set style data histograms",
@@ -897,7 +970,7 @@ def plot(res, run, rounds, path):
         "set xtics noenhanced font ',9'",
         "set grid ytics",
         "set yrange [*:*]",
-        f"set multiplot layout 3,2 title \"{header}\" noenhanced font ',12'",
+        f"set multiplot layout {plot_rows},2 title \"{header}\" noenhanced font ',12'",
     ]
     for f, title, n, log in panels:
         script.append(f"set title \"{title}\" noenhanced")
@@ -952,7 +1025,7 @@ def main():
     doc = {
         "run": run,
         "guest": res.info,
-        "contenders": {c: name for c, name in BLK + INPUT + RNG + HOST},
+        "contenders": {c: name for c, name in GUEST_CONTENDERS + HOST},
         "skipped": [{"part": p, "contender": c, "reason": why} for (p, c), why in res.skipped.items()],
         "failures": res.failures,
         "medians": medians,

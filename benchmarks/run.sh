@@ -9,7 +9,8 @@
 # 1. host side (no kernel): our vhost-user-blk and qemu-storage-daemon's,
 #    driven by vl-host-bench, interleaved over the rounds;
 # 2. one boot of the 6.12 guest (scripts/vm-run, TCG) running
-#    benchmarks/guest.sh: block, input and rng contenders, interleaved;
+#    benchmarks/guest.sh: block, input, rng and network contenders,
+#    interleaved;
 # 3. benchmarks/report.py: medians, ratios, plot.
 # Raw outputs stay in BUILD/bench/<date>/ (fio JSON, logs, console log).
 #
@@ -17,8 +18,8 @@
 # BENCH_RAMP_MS (500), BENCH_HOST_SECONDS (2), BENCH_CONTENDERS (guest
 # subset, e.g. "loop null_blk"), BENCH_QEMU_AIO (io_uring),
 # BENCH_INPUT_EVENTS (500), BENCH_RNG_SECONDS (2), BENCH_POLL_US (the
-# --poll-us of the *-poll contenders, 1000), BENCH_TIMEOUT (guest time
-# limit, 2400 s).
+# --poll-us of the *-poll contenders, 1000), BENCH_NET_SECONDS (iperf3
+# seconds per network workload, 3), BENCH_TIMEOUT (guest time limit, 2400 s).
 set -euo pipefail
 
 SRC_DIR=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,6 +60,8 @@ BENCH_PACKAGES=(
 	kmod             # modprobe in the guest
 	gnuplot-nox      # the plot
 	python3          # report.py (Debian's /usr/bin/python3, standard library only)
+	iperf3           # the network workloads
+	dpdk-dev librte-net-vhost23 # dpdk-testpmd with the vhost PMD: the virtio-net back-end
 )
 missing=()
 for pkg in "${BENCH_PACKAGES[@]}"; do
@@ -86,7 +89,7 @@ mkdir -p "$RUN/guest" "$RUN/host/raw"
 info() { printf '%s\t%s\n' "$1" "$2" >>"$RUN/run-info.tsv"; }
 command_line="benchmarks/run.sh"
 [[ -n ${MAKELEVEL:-} ]] && command_line="make bench"
-for v in BENCH_ROUNDS BENCH_RUNTIME BENCH_RAMP_MS BENCH_HOST_SECONDS BENCH_CONTENDERS BENCH_QEMU_AIO BENCH_INPUT_EVENTS BENCH_RNG_SECONDS BENCH_POLL_US; do
+for v in BENCH_ROUNDS BENCH_RUNTIME BENCH_RAMP_MS BENCH_HOST_SECONDS BENCH_CONTENDERS BENCH_QEMU_AIO BENCH_INPUT_EVENTS BENCH_RNG_SECONDS BENCH_POLL_US BENCH_NET_SECONDS; do
 	[[ -n ${!v:-} ]] && command_line="$v='${!v}' $command_line"
 done
 : >"$RUN/run-info.tsv"
@@ -197,7 +200,7 @@ if ((do_guest)); then
 	"$SRC_DIR"/*) ;;
 	/tmp/* | /run/* | /var/tmp/* | /dev/shm/*) env_args+=(-r "$BUILD_DIR") ;;
 	esac
-	for v in BENCH_ROUNDS BENCH_RUNTIME BENCH_RAMP_MS BENCH_CONTENDERS BENCH_QEMU_AIO BENCH_INPUT_EVENTS BENCH_RNG_SECONDS BENCH_POLL_US; do
+	for v in BENCH_ROUNDS BENCH_RUNTIME BENCH_RAMP_MS BENCH_CONTENDERS BENCH_QEMU_AIO BENCH_INPUT_EVENTS BENCH_RNG_SECONDS BENCH_POLL_US BENCH_NET_SECONDS; do
 		[[ -n ${!v:-} ]] && env_args+=(-e "$v=${!v}")
 	done
 	# Through a pipe: vm-run writes the console to /dev/stdout, which, when

@@ -41,11 +41,12 @@ PACKAGES=(
 	qemu-system-x86 qemu-utils busybox-static cpio
 	# used inside the guest by the tests; third-party back-ends: virtiofsd
 	# (qemu-system-common), dpdk-testpmd with the vhost PMD (dpdk-dev,
-	# librte-net-vhost23); ping for the net test
+	# librte-net-vhost23); ping and ethtool (channels, per-queue counters)
+	# for the net tests
 	fio e2fsprogs util-linux procps qemu-system-common
-	dpdk-dev librte-net-vhost23 iputils-ping
-	# benchmarks (make bench): the vdpa tool, plots
-	iproute2 gnuplot-nox python3
+	dpdk-dev librte-net-vhost23 iputils-ping ethtool
+	# benchmarks (make bench): the vdpa tool, plots, iperf3 (network)
+	iproute2 gnuplot-nox python3 iperf3
 	# packaging (make install, make package, their tests): man
 	# pages, DKMS, the Debian package build and lint, systemd-analyze,
 	# systemd-sysusers and setpriv in the guest test

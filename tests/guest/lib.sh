@@ -156,17 +156,19 @@ start_virtiofsd() { # dir socket
 
 # Starts DPDK's dpdk-testpmd with one vhost-user port per SOCKET (no
 # hugepages, no PCI, a small mbuf pool), forwarding each port's packets to
-# its pair (io mode); sets testpmd_pid. Its log is /tmp/testpmd.log.
+# its pair (io mode), with TESTPMD_QUEUES (default 1) receive/transmit
+# queue pairs per port; sets testpmd_pid. Its log is /tmp/testpmd.log.
 start_testpmd() { # socket...
-	vdevs= port=0
+	vdevs= port=0 queues=${TESTPMD_QUEUES:-1}
 	for sock in "$@"; do
 		rm -f "$sock"
-		vdevs="$vdevs --vdev net_vhost$port,iface=$sock,queues=1"
+		vdevs="$vdevs --vdev net_vhost$port,iface=$sock,queues=$queues"
 		port=$((port + 1))
 	done
 	# shellcheck disable=SC2086 # one word per option
 	dpdk-testpmd -l 0,1 --no-huge -m 64 --no-pci --no-shconf $vdevs \
-		-- --forward-mode=io --total-num-mbufs=4096 --disable-link-check --stats-period=60 \
+		-- --forward-mode=io --rxq="$queues" --txq="$queues" --total-num-mbufs=4096 \
+		--disable-link-check --stats-period=60 \
 		>/tmp/testpmd.log 2>&1 &
 	testpmd_pid=$!
 	for sock in "$@"; do

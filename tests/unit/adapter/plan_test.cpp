@@ -11,10 +11,15 @@
 #include "device_plan.hpp"
 #include "options.hpp"
 
-namespace vl::adapter {
-namespace {
+namespace vl::adapter
+{
+namespace
+{
 
-constexpr std::uint64_t bit(unsigned n) { return std::uint64_t{1} << n; }
+constexpr std::uint64_t bit(unsigned n)
+{
+    return std::uint64_t{1} << n;
+}
 constexpr std::uint64_t kVersion1 = bit(32);
 constexpr std::uint64_t kProtocolFeatures = bit(30); // vhost-user, a transport bit
 
@@ -68,16 +73,17 @@ TEST(Plan, FsWithholdsNotification)
     EXPECT_EQ(plan->features & bit(0), 0u);
 }
 
-TEST(Plan, NetIsOnePairWithoutTheControlQueue)
+TEST(Plan, NetIsOnePairWithoutTheControlQueueByDefault)
 {
     auto spec = spec_for({"-s", "/s", "-d", "net"});
     // What DPDK's vhost PMD offers, roughly: checksums, MRG_RXBUF, STATUS,
     // CTRL_VQ, CTRL_RX, GUEST_ANNOUNCE, MQ.
-    const std::uint64_t offered = kVersion1 | bit(0) | bit(1) | bit(15) | bit(16) | bit(17) |
-                                  bit(18) | bit(21) | bit(22);
+    const std::uint64_t offered =
+        kVersion1 | bit(0) | bit(1) | bit(15) | bit(16) | bit(17) | bit(18) | bit(21) | bit(22);
     auto plan = plan_device(spec, {offered, 8, std::nullopt});
     ASSERT_TRUE(plan.ok()) << plan.error().message();
     EXPECT_EQ(plan->num_queues, 2u);
+    EXPECT_FALSE(plan->control_queue);
     EXPECT_EQ(plan->features, kVersion1 | bit(0) | bit(1) | bit(15) | bit(16));
     ASSERT_EQ(plan->config.size(), 12u);
     EXPECT_EQ(plan->config[6], std::byte{1}); // link up
@@ -107,7 +113,8 @@ TEST(Plan, RefusesFeaturesTheTypeDoesNotDefine)
     plan_error(spec_for({"-s", "/s", "-d", "net"}), {kVersion1 | bit(58), 1, {}});
     // generic passes anything through.
     auto generic = spec_for({"-s", "/s", "-d", "generic", "--virtio-id", "40"});
-    EXPECT_TRUE(plan_device(generic, {kVersion1 | bit(3) | bit(58), std::nullopt, std::nullopt}).ok());
+    EXPECT_TRUE(
+        plan_device(generic, {kVersion1 | bit(3) | bit(58), std::nullopt, std::nullopt}).ok());
 }
 
 TEST(Plan, RefusesAShortConfigSpace)
@@ -117,7 +124,8 @@ TEST(Plan, RefusesAShortConfigSpace)
     EXPECT_NE(message.find("40 bytes"), std::string::npos) << message;
     EXPECT_NE(message.find("needs 136"), std::string::npos) << message;
     EXPECT_NE(message.find("-d TYPE"), std::string::npos) << message;
-    auto generic = spec_for({"-s", "/s", "-d", "generic", "--virtio-id", "40", "--config-size", "16"});
+    auto generic =
+        spec_for({"-s", "/s", "-d", "generic", "--virtio-id", "40", "--config-size", "16"});
     message = plan_error(generic, {kVersion1, std::nullopt, std::vector<std::byte>(8)});
     EXPECT_NE(message.find("--config-size"), std::string::npos) << message;
     // No CONFIG protocol feature at all.
@@ -137,9 +145,6 @@ TEST(Plan, RefusesMoreQueuesThanTheTransportTakes)
     auto plan = plan_device(limited, {kVersion1, 128, config});
     ASSERT_TRUE(plan.ok()) << plan.error().message();
     EXPECT_EQ(plan->num_queues, 64u);
-    // net has one pair here.
-    message = plan_error(spec_for({"-s", "/s", "-d", "net", "-qn", "4"}), {kVersion1, 4, {}});
-    EXPECT_NE(message.find("-qn 2"), std::string::npos) << message;
 }
 
 TEST(Plan, RefusesFewerQueuesThanTheDriverNeeds)
@@ -149,11 +154,76 @@ TEST(Plan, RefusesFewerQueuesThanTheDriverNeeds)
                               {kVersion1, std::nullopt, std::nullopt});
     EXPECT_NE(message.find("at least 2 queues, not 1"), std::string::npos) << message;
     EXPECT_NE(message.find("-qn 2"), std::string::npos) << message;
-    plan_error(spec_for({"-s", "/s", "-d", "net", "-qn", "1"}), {kVersion1, 1, {}});
-    // A net back-end's count is of pairs: one pair is two queues.
-    auto plan = plan_device(spec_for({"-s", "/s", "-d", "net"}), {kVersion1, 1, {}});
+    // net counts pairs: one pair is two queues.
+    auto plan = plan_device(spec_for({"-s", "/s", "-d", "net", "-qn", "1"}), {kVersion1, 1, {}});
     ASSERT_TRUE(plan.ok()) << plan.error().message();
     EXPECT_EQ(plan->num_queues, 2u);
+    EXPECT_EQ(plan->queue_pairs, 1u);
+    EXPECT_FALSE(plan->control_queue);
+}
+
+// Multiqueue: -qn counts receive/transmit pairs; the control queue the
+// adapter serves comes after them, and CTRL_VQ and MQ are offered.
+constexpr std::uint64_t kNetMq = bit(22);
+constexpr std::uint64_t kNetCtrlVq = bit(17);
+
+TEST(Plan, NetPairsComeWithTheControlQueue)
+{
+    // DPDK's vhost PMD: MQ and CTRL_VQ among others, 128 pairs (its library's most).
+    const std::uint64_t offered =
+        kVersion1 | kProtocolFeatures | bit(0) | bit(15) | kNetCtrlVq | bit(18) | bit(21) | kNetMq;
+    auto plan = plan_device(spec_for({"-s", "/s", "-d", "net", "-qn", "2"}), {offered, 128, {}});
+    ASSERT_TRUE(plan.ok()) << plan.error().message();
+    EXPECT_EQ(plan->num_queues, 5u); // rx0 tx0 rx1 tx1 control
+    EXPECT_EQ(plan->queue_pairs, 2u);
+    ASSERT_TRUE(plan->control_queue);
+    EXPECT_EQ(*plan->control_queue, 4u);
+    // CTRL_RX and GUEST_ANNOUNCE stay withheld: the adapter does not serve them.
+    EXPECT_EQ(plan->features, kVersion1 | bit(0) | bit(15) | kNetCtrlVq | kNetMq);
+    EXPECT_EQ(plan->adapter_features, kNetCtrlVq);
+    ASSERT_EQ(plan->config.size(), 12u);
+    EXPECT_EQ(plan->config[8], std::byte{2}); // max_virtqueue_pairs
+    EXPECT_EQ(plan->config[9], std::byte{0});
+
+    // The most the transport holds: 31 pairs and the control queue.
+    plan = plan_device(spec_for({"-s", "/s", "-d", "net", "-qn", "31"}), {offered, 128, {}});
+    ASSERT_TRUE(plan.ok()) << plan.error().message();
+    EXPECT_EQ(plan->num_queues, 63u);
+    EXPECT_EQ(*plan->control_queue, 62u);
+
+    // A back-end without CTRL_VQ is fine: the adapter serves the queue.
+    plan =
+        plan_device(spec_for({"-s", "/s", "-d", "net", "-qn", "2"}), {kVersion1 | kNetMq, 2, {}});
+    ASSERT_TRUE(plan.ok()) << plan.error().message();
+    EXPECT_EQ(plan->features, kVersion1 | kNetCtrlVq | kNetMq);
+}
+
+TEST(Plan, NetPairsAreRefusedWithoutMultiqueue)
+{
+    // No VIRTIO_NET_F_MQ.
+    auto message = plan_error(spec_for({"-s", "/run/n.sock", "-d", "net", "-qn", "2"}),
+                              {kVersion1 | kNetCtrlVq, 128, {}});
+    EXPECT_NE(message.find("does not offer multiqueue"), std::string::npos) << message;
+    EXPECT_NE(message.find("-qn 1"), std::string::npos) << message;
+    EXPECT_NE(message.find("queues=2"), std::string::npos) << message;
+    EXPECT_NE(message.find("/run/n.sock"), std::string::npos) << message;
+    // MQ, but no MQ protocol feature: its pair count is unknown.
+    message = plan_error(spec_for({"-s", "/s", "-d", "net", "-qn", "2"}),
+                         {kVersion1 | kNetMq, std::nullopt, {}});
+    EXPECT_NE(message.find("MQ protocol feature"), std::string::npos) << message;
+    EXPECT_NE(message.find("-qn 1"), std::string::npos) << message;
+}
+
+TEST(Plan, NetPairsAreRefusedAboveTheBackendsOrTheTransports)
+{
+    auto message =
+        plan_error(spec_for({"-s", "/s", "-d", "net", "-qn", "4"}), {kVersion1 | kNetMq, 2, {}});
+    EXPECT_NE(message.find("2 receive/transmit pair(s)"), std::string::npos) << message;
+    EXPECT_NE(message.find("-qn 2 or less"), std::string::npos) << message;
+    message =
+        plan_error(spec_for({"-s", "/s", "-d", "net", "-qn", "32"}), {kVersion1 | kNetMq, 128, {}});
+    EXPECT_NE(message.find("at most 31"), std::string::npos) << message;
+    EXPECT_NE(message.find("-qn 31"), std::string::npos) << message;
 }
 
 } // namespace
