@@ -14,13 +14,18 @@
 #include "vhost_user/backend_channel.hpp"
 #include "virtqueue/ring.hpp"
 
-namespace vl::adapter {
+namespace vl::adapter
+{
 
 namespace vu = vl::vhost_user;
 
-namespace {
+namespace
+{
 
-constexpr std::uint64_t bit(unsigned n) { return std::uint64_t{1} << n; }
+constexpr std::uint64_t bit(unsigned n)
+{
+    return std::uint64_t{1} << n;
+}
 
 constexpr unsigned kFeatureVersion1 = 32;
 constexpr unsigned kFeatureAccessPlatform = 33;
@@ -54,10 +59,12 @@ DeviceLink::DeviceLink(DeviceSpec spec, LinkSettings settings, EventLoop& loop, 
 {
 }
 
-DeviceLink::~DeviceLink() { shutdown(); }
+DeviceLink::~DeviceLink()
+{
+    shutdown();
+}
 
-void DeviceLink::start(std::function<void(const Error&)> on_fatal,
-                       std::function<void()> on_created)
+void DeviceLink::start(std::function<void(const Error&)> on_fatal, std::function<void()> on_created)
 {
     on_fatal_ = std::move(on_fatal);
     on_created_ = std::move(on_created);
@@ -125,7 +132,8 @@ void DeviceLink::try_connect()
             loop_.cancel(*grace_timer_);
         grace_timer_.reset();
         state_ = State::running;
-        log_.info("back-end reconnected; {}", driver_ok_ ? "I/O resumed" : "waiting for the driver");
+        log_.info("back-end reconnected; {}",
+                  driver_ok_ ? "I/O resumed" : "waiting for the driver");
         return;
     }
 
@@ -266,8 +274,8 @@ Status DeviceLink::create_device()
     VL_TRY_ASSIGN(auto info, control_->info());
     log_.info("virtio-loopback.{}: {} device (virtio id {}) on {}, {} queue(s) of up to {}, "
               "window {} MiB",
-              info.index, spec_.type->name, spec_.virtio_id, spec_.socket, queues,
-              spec_.queue_size, window_.size >> 20);
+              info.index, spec_.type->name, spec_.virtio_id, spec_.socket, queues, spec_.queue_size,
+              window_.size >> 20);
     return ok_status();
 }
 
@@ -333,9 +341,10 @@ Status DeviceLink::handle_message(const virtio_loopback_msg& msg)
     case VIRTIO_LOOPBACK_MSG_RESET:
         return on_reset();
     case VIRTIO_LOOPBACK_MSG_SET_CONFIG:
-        return on_config_write(msg.config.offset,
-                               std::as_bytes(std::span(msg.config.data)).first(
-                                   std::min<std::size_t>(msg.config.len, sizeof(msg.config.data))));
+        return on_config_write(
+            msg.config.offset,
+            std::as_bytes(std::span(msg.config.data))
+                .first(std::min<std::size_t>(msg.config.len, sizeof(msg.config.data))));
     default:
         return Error(fmt::format("unknown message type {}", msg.type), EINVAL);
     }
@@ -347,8 +356,9 @@ Status DeviceLink::on_status(std::uint32_t status, std::uint64_t driver_features
         std::uint64_t unexpected = driver_features & ~offered_features_ &
                                    ~(bit(kFeatureVersion1) | bit(kFeatureAccessPlatform));
         if (unexpected)
-            return Error(fmt::format("the driver accepted features never offered: {:#x}", unexpected),
-                         EINVAL);
+            return Error(
+                fmt::format("the driver accepted features never offered: {:#x}", unexpected),
+                EINVAL);
         driver_features_ = driver_features;
     }
     if ((status & VIRTIO_CONFIG_S_DRIVER_OK) && !driver_ok_) {
@@ -426,8 +436,8 @@ Status DeviceLink::start_rings(bool resume)
         if (resume) {
             VL_TRY_ASSIGN(auto requeued, control_->requeue(q));
             base = requeued.base;
-            log_.info("queue {}: resuming at {} with {} request(s) handed to the new back-end",
-                      q, requeued.base, requeued.count);
+            log_.info("queue {}: resuming at {} with {} request(s) handed to the new back-end", q,
+                      requeued.base, requeued.count);
         }
         VL_TRY(backend_->set_vring_num(q, info.size));
         VL_TRY(backend_->set_vring_base(q, base));
@@ -543,7 +553,8 @@ void DeviceLink::on_grace_expired()
 
 } // namespace vl::adapter
 
-namespace vl::adapter {
+namespace vl::adapter
+{
 
 // --- the watchdog -----------------------------------------------------------
 

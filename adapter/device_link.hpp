@@ -16,7 +16,8 @@
 #include "vhost_user/connection.hpp"
 #include "vhost_user/frontend.hpp"
 
-namespace vl::adapter {
+namespace vl::adapter
+{
 
 struct LinkSettings {
     std::string control_path;
@@ -61,8 +62,9 @@ struct SetupTimeline {
 // the available rings and the new back-end resumes from there. After the
 // grace period the device is removed (its pending requests fail) and the
 // link waits for the back-end to create a fresh one.
-class DeviceLink {
-public:
+class DeviceLink
+{
+  public:
     DeviceLink(DeviceSpec spec, LinkSettings settings, EventLoop& loop, Logger log);
     ~DeviceLink();
     DeviceLink(const DeviceLink&) = delete;
@@ -70,14 +72,13 @@ public:
 
     // Starts connecting; `on_fatal` is called if the link gives up for good,
     // `on_created` when the kernel device is first created.
-    void start(std::function<void(const Error&)> on_fatal,
-               std::function<void()> on_created = {});
+    void start(std::function<void(const Error&)> on_fatal, std::function<void()> on_created = {});
     // Removes the device and disconnects (SIGTERM).
     void shutdown();
 
     [[nodiscard]] const DeviceSpec& spec() const { return spec_; }
 
-private:
+  private:
     enum class State {
         connecting,   // no back-end, no kernel device
         running,      // both; rings may or may not be started
@@ -128,7 +129,7 @@ private:
     std::optional<EventLoop::TimerId> retry_timer_;
     std::optional<EventLoop::TimerId> grace_timer_;
     std::optional<EventLoop::TimerId> watchdog_timer_;
-    std::vector<std::uint16_t> watched_used_;   // per queue, at the last tick
+    std::vector<std::uint16_t> watched_used_;        // per queue, at the last tick
     std::vector<std::chrono::milliseconds> stalled_; // per queue
 
     // Back-end side.

@@ -7,13 +7,21 @@
 #include <cstddef>
 #include <utility>
 
-namespace vl::adapter {
+namespace vl::adapter
+{
 
-namespace {
+namespace
+{
 
-constexpr std::uint64_t bit(unsigned n) { return std::uint64_t{1} << n; }
+constexpr std::uint64_t bit(unsigned n)
+{
+    return std::uint64_t{1} << n;
+}
 // Bits first..last.
-constexpr std::uint64_t bits(unsigned first, unsigned last) { return (bit(last) - bit(first)) | bit(last); }
+constexpr std::uint64_t bits(unsigned first, unsigned last)
+{
+    return (bit(last) - bit(first)) | bit(last);
+}
 
 void put_le(std::span<std::byte> out, std::size_t offset, std::uint64_t value, std::size_t size)
 {
@@ -58,8 +66,8 @@ constexpr std::uint64_t kNetFeatures = bits(0, 3) | bits(5, 23) | bits(51, 57) |
 // RSS 60, RSC_EXT 61), and config fields the adapter leaves empty (MTU 3,
 // MAC 5, STANDBY 62, SPEED_DUPLEX 63). A vhost-user front-end serves the
 // control queue itself (the back-end never sees it); the adapter does not.
-constexpr std::uint64_t kNetWithheld = bit(2) | bit(3) | bit(5) | bits(17, 23) | bits(51, 53) |
-                                       bit(57) | bits(60, 63);
+constexpr std::uint64_t kNetWithheld =
+    bit(2) | bit(3) | bit(5) | bits(17, 23) | bits(51, 53) | bit(57) | bits(60, 63);
 
 // Config sizes are those of the virtio spec's device configuration layouts
 // (the parts a driver may read). Windows hold the rings and the bounce
@@ -77,8 +85,8 @@ constexpr std::array kTypes = {
     DeviceType{"vsock", VIRTIO_ID_VSOCK, 8, 3, 128, 4, false, "socket device (virtio-vsock)",
                bits(0, 2)},
     DeviceType{"i2c", VIRTIO_ID_I2C_ADAPTER, 0, 1, 64, 1, true, "I2C adapter (virtio-i2c)", bit(0)},
-    DeviceType{"fs", VIRTIO_ID_FS, 40, 2, 128, 16, false, "file system (virtio-fs, --tag)",
-               bit(0), /*withheld: NOTIFICATION*/ bit(0), 0, 2, false, kFsTagSize, fs_config},
+    DeviceType{"fs", VIRTIO_ID_FS, 40, 2, 128, 16, false, "file system (virtio-fs, --tag)", bit(0),
+               /*withheld: NOTIFICATION*/ bit(0), 0, 2, false, kFsTagSize, fs_config},
     DeviceType{"net", VIRTIO_ID_NET, 12, 2, 256, 16, false, "network interface (virtio-net)",
                kNetFeatures, kNetWithheld, 2, 2, true, 0, net_config},
     DeviceType{"generic", 0, 0, 1, 64, 4, false, "any virtio device (--virtio-id N)"},
@@ -100,7 +108,10 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 9> kAliases 
 
 } // namespace
 
-std::span<const DeviceType> device_types() { return kTypes; }
+std::span<const DeviceType> device_types()
+{
+    return kTypes;
+}
 
 const DeviceType* find_device_type(std::string_view name)
 {

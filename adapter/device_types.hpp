@@ -7,7 +7,8 @@
 #include <string_view>
 #include <vector>
 
-namespace vl::adapter {
+namespace vl::adapter
+{
 
 // What an adapter-built config space is made from (see DeviceType::adapter_config).
 struct ConfigInputs {
@@ -22,11 +23,11 @@ struct ConfigInputs {
 // from the back-end itself.
 struct DeviceType {
     std::string_view name;
-    std::uint32_t virtio_id;       // 0 for "generic": --virtio-id is required
-    std::uint32_t config_size;     // bytes of virtio config space the driver may read
-    std::uint32_t num_queues;      // used when the back-end has no MQ
-    std::uint32_t queue_size;      // default ring size
-    std::uint32_t window_mib;      // default DMA window
+    std::uint32_t virtio_id;   // 0 for "generic": --virtio-id is required
+    std::uint32_t config_size; // bytes of virtio config space the driver may read
+    std::uint32_t num_queues;  // used when the back-end has no MQ
+    std::uint32_t queue_size;  // default ring size
+    std::uint32_t window_mib;  // default DMA window
     // Every request is answered promptly (a disk), as opposed to buffers
     // posted for the device to fill when something happens (input events,
     // console input): only then does a request pending for long mean the

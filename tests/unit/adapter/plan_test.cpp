@@ -11,10 +11,15 @@
 #include "device_plan.hpp"
 #include "options.hpp"
 
-namespace vl::adapter {
-namespace {
+namespace vl::adapter
+{
+namespace
+{
 
-constexpr std::uint64_t bit(unsigned n) { return std::uint64_t{1} << n; }
+constexpr std::uint64_t bit(unsigned n)
+{
+    return std::uint64_t{1} << n;
+}
 constexpr std::uint64_t kVersion1 = bit(32);
 constexpr std::uint64_t kProtocolFeatures = bit(30); // vhost-user, a transport bit
 
@@ -73,8 +78,8 @@ TEST(Plan, NetIsOnePairWithoutTheControlQueue)
     auto spec = spec_for({"-s", "/s", "-d", "net"});
     // What DPDK's vhost PMD offers, roughly: checksums, MRG_RXBUF, STATUS,
     // CTRL_VQ, CTRL_RX, GUEST_ANNOUNCE, MQ.
-    const std::uint64_t offered = kVersion1 | bit(0) | bit(1) | bit(15) | bit(16) | bit(17) |
-                                  bit(18) | bit(21) | bit(22);
+    const std::uint64_t offered =
+        kVersion1 | bit(0) | bit(1) | bit(15) | bit(16) | bit(17) | bit(18) | bit(21) | bit(22);
     auto plan = plan_device(spec, {offered, 8, std::nullopt});
     ASSERT_TRUE(plan.ok()) << plan.error().message();
     EXPECT_EQ(plan->num_queues, 2u);
@@ -107,7 +112,8 @@ TEST(Plan, RefusesFeaturesTheTypeDoesNotDefine)
     plan_error(spec_for({"-s", "/s", "-d", "net"}), {kVersion1 | bit(58), 1, {}});
     // generic passes anything through.
     auto generic = spec_for({"-s", "/s", "-d", "generic", "--virtio-id", "40"});
-    EXPECT_TRUE(plan_device(generic, {kVersion1 | bit(3) | bit(58), std::nullopt, std::nullopt}).ok());
+    EXPECT_TRUE(
+        plan_device(generic, {kVersion1 | bit(3) | bit(58), std::nullopt, std::nullopt}).ok());
 }
 
 TEST(Plan, RefusesAShortConfigSpace)
@@ -117,7 +123,8 @@ TEST(Plan, RefusesAShortConfigSpace)
     EXPECT_NE(message.find("40 bytes"), std::string::npos) << message;
     EXPECT_NE(message.find("needs 136"), std::string::npos) << message;
     EXPECT_NE(message.find("-d TYPE"), std::string::npos) << message;
-    auto generic = spec_for({"-s", "/s", "-d", "generic", "--virtio-id", "40", "--config-size", "16"});
+    auto generic =
+        spec_for({"-s", "/s", "-d", "generic", "--virtio-id", "40", "--config-size", "16"});
     message = plan_error(generic, {kVersion1, std::nullopt, std::vector<std::byte>(8)});
     EXPECT_NE(message.find("--config-size"), std::string::npos) << message;
     // No CONFIG protocol feature at all.
