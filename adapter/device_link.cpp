@@ -41,6 +41,9 @@ constexpr auto kWatchdogTick = std::chrono::milliseconds(1000);
 // longer once running (GET_VRING_BASE waits for its in-flight requests).
 constexpr auto kNegotiateTimeout = std::chrono::milliseconds(2000);
 constexpr auto kReplyTimeout = std::chrono::milliseconds(10000);
+// The kernel's wait for our answers, for drivers that poll the device
+// (unless --reply-timeout-ms says otherwise; the module's default is 5 s).
+constexpr std::uint32_t kPollingDriverReplyTimeoutMs = 30000;
 
 } // namespace
 
@@ -251,6 +254,12 @@ Status DeviceLink::create_device()
     params.max_queue_size = spec_.queue_size;
     params.window_size = spec_.window_bytes;
     params.timeout_ms = settings_.reply_timeout_ms;
+    // The answer to DRIVER_OK of a driver that polls the device includes
+    // stage 3 (on_status()): 7 round trips per queue, 26 queues for a
+    // console of 12 ports, on a machine that may be busy. The driver
+    // sleeps meanwhile, so a longer bound costs nothing when all is well.
+    if (params.timeout_ms == 0 && driver_polls_device(spec_.virtio_id, plan.features))
+        params.timeout_ms = kPollingDriverReplyTimeoutMs;
     params.config = std::move(plan.config);
     offered_features_ = params.features;
 
@@ -322,10 +331,11 @@ Status DeviceLink::answer_messages()
             log_.error("{}: {}", loopback::describe_message(*msg), handled.error().message());
         int result = handled.ok() ? 0 : -(handled.error().code() ? handled.error().code() : EIO);
         VL_TRY(control_->reply(msg->id, result));
-        // After the reply to DRIVER_OK: the driver goes on probing (adding
-        // the disk, ...) while the back-end is programmed; its first
-        // requests wait in the ring until then. A failure now removes the
-        // device (its requests fail) and it is created again.
+        // After the reply to DRIVER_OK (drivers that do not poll the
+        // device, on_status()): the driver goes on probing (adding the
+        // disk, ...) while the back-end is programmed; its first requests
+        // wait in the ring until then. A failure now removes the device
+        // (its requests fail) and it is created again.
         if (std::exchange(rings_due_, false)) {
             if (Status started = start_rings(false); !started.ok())
                 return started.error().wrap("handing the rings to the back-end");
@@ -368,6 +378,13 @@ Status DeviceLink::on_status(std::uint32_t status, std::uint64_t driver_features
             log_.info("driver ready while the back-end is away: rings start when it returns");
             return ok_status();
         }
+        // A driver that busy-waits for the device right after DRIVER_OK
+        // (virtio-console's control queue) gets its rings served before
+        // it leaves this status write; its CPU sleeps meanwhile. Others go
+        // on probing (adding the disk, ...) while the back-end is
+        // programmed; their first requests wait in the ring until then.
+        if (driver_polls_device(spec_.virtio_id, driver_features_))
+            return start_rings(false);
         rings_due_ = true; // once the kernel has its answer
         return ok_status();
     }
