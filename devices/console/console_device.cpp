@@ -593,15 +593,15 @@ void ConsoleDevice::handle_control(const ControlMessage& m)
         return;
     }
     Port& port = ports_[m.id];
+    if (!device_ready_) {
+        lock.unlock();
+        bad_message("{} for port {} before DEVICE_READY", event_name(m.event), m.id);
+        return;
+    }
     if (m.event == VIRTIO_CONSOLE_PORT_OPEN) {
         port.guest_open = m.value != 0;
         logger_.info("port {}: {} by the driver", m.id, port.guest_open ? "opened" : "closed");
         (void)port.wake.signal();
-        return;
-    }
-    if (!device_ready_) {
-        lock.unlock();
-        bad_message("PORT_READY for port {} before DEVICE_READY", m.id);
         return;
     }
     if (m.value == 0) {
