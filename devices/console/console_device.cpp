@@ -198,13 +198,21 @@ void ConsoleDevice::reset()
 
 void ConsoleDevice::forget_driver_locked()
 {
-    outbox_.clear();
+    clear_outbox_locked();
     device_ready_ = false;
     for (Port& port : ports_) {
         port.ready = false;
         port.guest_open = false;
         port.told_open = false;
     }
+}
+
+// The control receiveq's worker may be delivering the first message right
+// now: it removes it afterwards only if the outbox was not emptied meanwhile.
+void ConsoleDevice::clear_outbox_locked()
+{
+    outbox_.clear();
+    ++outbox_generation_;
 }
 
 // A driver that set the device up with an earlier back-end (this one was
@@ -219,7 +227,7 @@ void ConsoleDevice::forget_driver_locked()
 // closed in the guest), until its next PORT_OPEN says otherwise.
 void ConsoleDevice::rejoin_driver_locked()
 {
-    outbox_.clear();
+    clear_outbox_locked();
     device_ready_ = true;
     for (Port& port : ports_) {
         port.ready = false;
@@ -569,7 +577,7 @@ void ConsoleDevice::handle_control(const ControlMessage& m)
         }
         if (device_ready_) {
             // Another driver on the same rings (or a confused one): start
-            // over, as the spec's device does at DEVICE_READY.
+            // over as for the first.
             logger_.info("DEVICE_READY again: announcing the ports to a new driver");
             forget_driver_locked();
         }
@@ -662,13 +670,17 @@ Status ConsoleDevice::deliver_control(backend::QueueContext& ctx)
 {
     for (;;) {
         std::vector<std::byte> message;
+        std::uint64_t generation = 0;
         {
             std::lock_guard lock(mutex_);
             if (outbox_.empty()) {
                 ctx.pause(); // the outbox's eventfd wakes us
                 return ok_status();
             }
-            message = outbox_.front(); // only this worker removes messages
+            // Only this worker removes single messages; others may empty
+            // the outbox (clear_outbox_locked()).
+            message = outbox_.front();
+            generation = outbox_generation_;
         }
         VL_TRY_ASSIGN(auto chain, ctx.pop());
         if (!chain) {
@@ -685,7 +697,8 @@ Status ConsoleDevice::deliver_control(backend::QueueContext& ctx)
             VL_TRY(ctx.push(chain->head(), static_cast<std::uint32_t>(n)));
         }
         std::lock_guard lock(mutex_);
-        outbox_.pop_front();
+        if (outbox_generation_ == generation)
+            outbox_.pop_front();
     }
 }
 

@@ -178,6 +178,7 @@ class ConsoleDevice final : public backend::Device
     Status deliver_control(backend::QueueContext& ctx);
     void send_locked(ControlMessage message); // mutex_ held
     void announce_host_locked(std::uint32_t index, bool connected);
+    void clear_outbox_locked();
     void forget_driver_locked();
     void rejoin_driver_locked();
     [[nodiscard]] ControlMessage resize_message_locked() const;
@@ -193,6 +194,7 @@ class ConsoleDevice final : public backend::Device
 
     mutable std::mutex mutex_; // protects the Port fields marked so, and:
     std::deque<std::vector<std::byte>> outbox_;
+    std::uint64_t outbox_generation_ = 0; // bumped when the outbox is emptied
     std::optional<WindowSize> size_;
     bool multiport_ = false;
     bool device_ready_ = false;
