@@ -41,6 +41,9 @@ constexpr auto kWatchdogTick = std::chrono::milliseconds(1000);
 // longer once running (GET_VRING_BASE waits for its in-flight requests).
 constexpr auto kNegotiateTimeout = std::chrono::milliseconds(2000);
 constexpr auto kReplyTimeout = std::chrono::milliseconds(10000);
+// The kernel's wait for our answers, for drivers that poll the device
+// (unless --reply-timeout-ms says otherwise; the module's default is 5 s).
+constexpr std::uint32_t kPollingDriverReplyTimeoutMs = 30000;
 
 } // namespace
 
@@ -259,6 +262,12 @@ Status DeviceLink::create_device()
     params.max_queue_size = spec_.queue_size;
     params.window_size = spec_.window_bytes;
     params.timeout_ms = settings_.reply_timeout_ms;
+    // The answer to DRIVER_OK of a driver that polls the device includes
+    // stage 3 (on_status()): 7 round trips per queue, 26 queues for a
+    // console of 12 ports, on a machine that may be busy. The driver
+    // sleeps meanwhile, so a longer bound costs nothing when all is well.
+    if (params.timeout_ms == 0 && driver_polls_device(spec_.virtio_id, plan.features))
+        params.timeout_ms = kPollingDriverReplyTimeoutMs;
     params.config = std::move(plan.config);
     params.zero_copy = spec_.zero_copy;
     offered_features_ = params.features;
@@ -397,6 +406,13 @@ Status DeviceLink::on_status(std::uint32_t status, std::uint64_t driver_features
             log_.info("driver ready while the back-end is away: rings start when it returns");
             return ok_status();
         }
+        // A driver that busy-waits for the device right after DRIVER_OK
+        // (virtio-console's control queue) gets its rings served before
+        // it leaves this status write; its CPU sleeps meanwhile. Others go
+        // on probing (adding the disk, ...) while the back-end is
+        // programmed; their first requests wait in the ring until then.
+        if (driver_polls_device(spec_.virtio_id, driver_features_))
+            return start_rings(false);
         rings_due_ = true; // once the kernel has its answer
         return ok_status();
     }

@@ -57,8 +57,11 @@ struct SetupTimeline {
 // and answer its messages. Stage 3 (on DRIVER_OK): hand the back-end the
 // negotiated features, the DMA window as its memory table, and per queue
 // the ring addresses and the kick/call eventfds the kernel already holds.
-// From then on the doorbells go straight between kernel and back-end; the
-// link only wakes up for control messages, config changes and loss.
+// Right after answering DRIVER_OK, so that the driver's probe goes on
+// meanwhile; before answering for drivers that busy-wait for the device
+// once they are ready (driver_polls_device(): virtio-console). From then
+// on the doorbells go straight between kernel and back-end; the link only
+// wakes up for control messages, config changes and loss.
 //
 // One queue may be the adapter's own: virtio-net's control queue, which a
 // vhost-user front-end serves (the back-end never sees it). With more than

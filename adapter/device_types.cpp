@@ -137,4 +137,25 @@ std::string device_type_names()
     return out;
 }
 
+bool driver_polls_device(std::uint32_t virtio_id, std::uint64_t driver_features)
+{
+    // From Linux 6.1's drivers: virtio_console's __send_control_msg
+    // (spinlock held; DEVICE_READY at probe) and __send_to_port
+    // (interrupts off: hvc output); virtio_net's virtnet_send_command on
+    // the control queue (VIRTIO_NET_F_CTRL_VQ, bit 17: net multiqueue,
+    // whose control queue the adapter serves on its own thread, or a
+    // generic device); virtio_iommu's __viommu_sync_req (interrupts off).
+    // virtio_crypto's control queue sleeps on a completion there.
+    constexpr std::uint64_t kNetCtrlVq = bit(17);
+    switch (virtio_id) {
+    case VIRTIO_ID_CONSOLE:
+    case VIRTIO_ID_IOMMU:
+        return true;
+    case VIRTIO_ID_NET:
+        return (driver_features & kNetCtrlVq) != 0;
+    default:
+        return false;
+    }
+}
+
 } // namespace vl::adapter

@@ -75,4 +75,14 @@ std::span<const DeviceType> device_types();
 // "blk|input|rng|..." for messages.
 std::string device_type_names();
 
+// Whether the Linux driver of virtio device `virtio_id`, having accepted
+// `driver_features`, busy-waits for the device right after DRIVER_OK: it
+// puts a buffer in a queue and spins (with a spinlock held or interrupts
+// off) until the device has used it, instead of sleeping until the
+// interrupt. Its rings must be in the back-end's hands before the driver
+// leaves its DRIVER_OK status write, or its CPU spins, lock held, through
+// the whole of stage 3 (seconds for many queues on a busy machine), and
+// any other CPU that sends on that queue meanwhile spins for the lock.
+bool driver_polls_device(std::uint32_t virtio_id, std::uint64_t driver_features);
+
 } // namespace vl::adapter

@@ -188,16 +188,58 @@ Status ConsoleDevice::set_features(std::uint64_t acked)
 void ConsoleDevice::reset()
 {
     std::lock_guard lock(mutex_);
-    outbox_.clear();
-    device_ready_ = false;
+    forget_driver_locked();
     multiport_ = false;
+    for (Port& port : ports_) {
+        port.pending.clear();
+        port.warned_dropping = false;
+    }
+}
+
+void ConsoleDevice::forget_driver_locked()
+{
+    clear_outbox_locked();
+    device_ready_ = false;
     for (Port& port : ports_) {
         port.ready = false;
         port.guest_open = false;
         port.told_open = false;
-        port.pending.clear();
-        port.warned_dropping = false;
     }
+}
+
+// The control receiveq's worker may be delivering the first message right
+// now: it removes it afterwards only if the outbox was not emptied meanwhile.
+void ConsoleDevice::clear_outbox_locked()
+{
+    outbox_.clear();
+    ++outbox_generation_;
+}
+
+// A driver that set the device up with an earlier back-end (this one was
+// restarted, and the front-end handed it the rings as they were): it will
+// not send DEVICE_READY, PORT_READY or PORT_OPEN again by itself, and what
+// it was told (which ports are a console, open on the host side) may be
+// stale. PORT_ADD for a port the Linux driver has makes it answer
+// PORT_READY, which brings CONSOLE_PORT, RESIZE, PORT_NAME and the host
+// side's PORT_OPEN as at first; a port it lacks is added. Which ports a
+// guest process has open cannot be asked: they are taken to be open (the
+// driver drops the bytes of a port that is not, as it does for any port
+// closed in the guest), until its next PORT_OPEN says otherwise.
+void ConsoleDevice::rejoin_driver_locked()
+{
+    clear_outbox_locked();
+    device_ready_ = true;
+    for (Port& port : ports_) {
+        port.ready = false;
+        port.guest_open = true;
+        port.told_open.reset(); // unknown: tell it either way
+        (void)port.wake.signal();
+    }
+    logger_.info("the driver was set up before this back-end started: announcing the {} "
+                 "port(s) again",
+                 ports_.size());
+    for (std::uint32_t p = 0; p < ports_.size(); ++p)
+        send_locked({p, VIRTIO_CONSOLE_PORT_ADD, 1, {}});
 }
 
 std::size_t ConsoleDevice::outbox_size() const
@@ -223,8 +265,19 @@ Status ConsoleDevice::queue_started(backend::QueueContext& ctx)
     const std::uint32_t q = ctx.index();
     if (q == kControlReceiveQueue)
         return ctx.watch(outbox_signal_.get(), kOutboxToken);
-    if (q == kControlTransmitQueue)
+    if (q == kControlTransmitQueue) {
+        // Where the driver's control messages start tells whose driver it
+        // is: DEVICE_READY is its first, so a queue at index 0 has a new
+        // driver (after a reset; forget the last one), and a queue
+        // further on one that was set up before this back-end started.
+        std::lock_guard lock(mutex_);
+        const bool used_before = ctx.queue().last_avail_idx() != 0;
+        if (multiport_ && used_before && !device_ready_)
+            rejoin_driver_locked();
+        else if (!used_before && device_ready_)
+            forget_driver_locked();
         return ok_status();
+    }
     const std::uint32_t p = *port_of_queue(q);
     Port& port = ports_[p];
     if (q == transmit_queue(p))
@@ -493,12 +546,22 @@ Status ConsoleDevice::serve_control(backend::QueueContext& ctx)
             return ok_status();
         std::array<std::byte, kControlHeaderSize> header{};
         const std::size_t n = chain->read_into(header);
+        const std::size_t length = chain->readable_len();
+        // The buffer goes back to the driver, and its interrupt is raised,
+        // before the message has any effect. The Linux driver spins until
+        // it sees the buffer used, holding the control queue's lock; the
+        // answers to the message (PORT_ADD after DEVICE_READY) make it
+        // send more from another CPU, which then spins for that lock. If
+        // those answers reached it first, every CPU of a two-CPU machine
+        // could be spinning, and this process would never run again to
+        // release them.
+        VL_TRY(ctx.push(chain->head(), 0));
+        VL_TRY(ctx.notify());
         if (auto message = ControlMessage::decode(std::span(header).first(n)))
             handle_control(*message);
         else
-            bad_message("a message of {} bytes, shorter than the {}-byte header",
-                        chain->readable_len(), kControlHeaderSize);
-        VL_TRY(ctx.push(chain->head(), 0));
+            bad_message("a message of {} bytes, shorter than the {}-byte header", length,
+                        kControlHeaderSize);
     }
 }
 
@@ -512,11 +575,13 @@ void ConsoleDevice::handle_control(const ControlMessage& m)
             logger_.error("the driver could not set the device up (DEVICE_READY 0)");
             return;
         }
-        if (std::exchange(device_ready_, true)) {
-            lock.unlock();
-            bad_message("a second DEVICE_READY");
-            return;
+        if (device_ready_) {
+            // Another driver on the same rings (or a confused one): start
+            // over as for the first.
+            logger_.info("DEVICE_READY again: announcing the ports to a new driver");
+            forget_driver_locked();
         }
+        device_ready_ = true;
         for (std::uint32_t p = 0; p < ports_.size(); ++p)
             send_locked({p, VIRTIO_CONSOLE_PORT_ADD, 1, {}});
         return;
@@ -536,15 +601,15 @@ void ConsoleDevice::handle_control(const ControlMessage& m)
         return;
     }
     Port& port = ports_[m.id];
+    if (!device_ready_) {
+        lock.unlock();
+        bad_message("{} for port {} before DEVICE_READY", event_name(m.event), m.id);
+        return;
+    }
     if (m.event == VIRTIO_CONSOLE_PORT_OPEN) {
         port.guest_open = m.value != 0;
         logger_.info("port {}: {} by the driver", m.id, port.guest_open ? "opened" : "closed");
         (void)port.wake.signal();
-        return;
-    }
-    if (!device_ready_) {
-        lock.unlock();
-        bad_message("PORT_READY for port {} before DEVICE_READY", m.id);
         return;
     }
     if (m.value == 0) {
@@ -572,7 +637,7 @@ void ConsoleDevice::handle_control(const ControlMessage& m)
 void ConsoleDevice::announce_host_locked(std::uint32_t index, bool connected)
 {
     Port& port = ports_[index];
-    if (!multiport_ || !port.ready || port.told_open == connected)
+    if (!multiport_ || !port.ready || (port.told_open && *port.told_open == connected))
         return;
     port.told_open = connected;
     send_locked({index, VIRTIO_CONSOLE_PORT_OPEN, static_cast<std::uint16_t>(connected), {}});
@@ -605,13 +670,17 @@ Status ConsoleDevice::deliver_control(backend::QueueContext& ctx)
 {
     for (;;) {
         std::vector<std::byte> message;
+        std::uint64_t generation = 0;
         {
             std::lock_guard lock(mutex_);
             if (outbox_.empty()) {
                 ctx.pause(); // the outbox's eventfd wakes us
                 return ok_status();
             }
-            message = outbox_.front(); // only this worker removes messages
+            // Only this worker removes single messages; others may empty
+            // the outbox (clear_outbox_locked()).
+            message = outbox_.front();
+            generation = outbox_generation_;
         }
         VL_TRY_ASSIGN(auto chain, ctx.pop());
         if (!chain) {
@@ -628,7 +697,8 @@ Status ConsoleDevice::deliver_control(backend::QueueContext& ctx)
             VL_TRY(ctx.push(chain->head(), static_cast<std::uint32_t>(n)));
         }
         std::lock_guard lock(mutex_);
-        outbox_.pop_front();
+        if (outbox_generation_ == generation)
+            outbox_.pop_front();
     }
 }
 

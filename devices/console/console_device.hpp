@@ -28,7 +28,15 @@
 //   connected. Host connects and disconnects send PORT_OPEN; the driver's
 //   PORT_OPEN (a guest process opened the port) is noted. Messages to the
 //   driver wait in an outbox, filled by any worker, delivered by the
-//   control receiveq's worker.
+//   control receiveq's worker. A message from the driver is used (and its
+//   interrupt raised) before it has any effect: the Linux driver spins
+//   until then, and must not meet the answers first (see serve_control).
+// - restart: a back-end that finds the control transmitq already used when
+//   it starts (the front-end reconnected it to a driver an earlier back-end
+//   set up) announces every port again with PORT_ADD, which the Linux
+//   driver answers with PORT_READY as at first; ports are taken to be open
+//   in the guest until the driver says otherwise. A transmitq at index 0
+//   (or a second DEVICE_READY) is a new driver: everything starts over.
 // - config space: cols, rows (port 0's pty size), max_nr_ports; read-only.
 //   Without MULTIPORT a resize changes it and notifies the front-end.
 //
@@ -144,7 +152,9 @@ class ConsoleDevice final : public backend::Device
         // Under mutex_.
         bool ready = false;      // the driver sent PORT_READY
         bool guest_open = false; // the driver's PORT_OPEN
-        bool told_open = false;  // what our last PORT_OPEN said
+        // What our last PORT_OPEN said; nullopt: unknown (a driver that an
+        // earlier back-end announced the port to).
+        std::optional<bool> told_open = false;
     };
 
     ConsoleDevice(const ConsoleConfig& config, Logger logger);
@@ -168,6 +178,9 @@ class ConsoleDevice final : public backend::Device
     Status deliver_control(backend::QueueContext& ctx);
     void send_locked(ControlMessage message); // mutex_ held
     void announce_host_locked(std::uint32_t index, bool connected);
+    void clear_outbox_locked();
+    void forget_driver_locked();
+    void rejoin_driver_locked();
     [[nodiscard]] ControlMessage resize_message_locked() const;
     template <class... Args> void bad_message(fmt::format_string<Args...> f, Args&&... args);
 
@@ -181,6 +194,7 @@ class ConsoleDevice final : public backend::Device
 
     mutable std::mutex mutex_; // protects the Port fields marked so, and:
     std::deque<std::vector<std::byte>> outbox_;
+    std::uint64_t outbox_generation_ = 0; // bumped when the outbox is emptied
     std::optional<WindowSize> size_;
     bool multiport_ = false;
     bool device_ready_ = false;

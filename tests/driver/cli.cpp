@@ -188,6 +188,15 @@ std::vector<Option> input_read_options(CommandOptions& c)
     };
 }
 
+std::vector<Option> console_info_options(CommandOptions& c)
+{
+    auto& o = std::get<ConsoleInfoOptions>(c);
+    return {
+        {"--no-multiport", 0, "", "do not accept VIRTIO_CONSOLE_F_MULTIPORT (port 0 only)",
+         flag(o.multiport, false)},
+    };
+}
+
 template <class T> CommandOptions make()
 {
     return T{};
@@ -213,6 +222,11 @@ const std::vector<CommandSpec>& commands()
         {"input-read", "print events from a virtio-input back-end as 'type code value'",
          "Exits 1 if fewer than --events arrived within --timeout.", make<InputReadOptions>,
          input_read_options},
+        {"console-info", "print a virtio-console back-end's config and ports",
+         "With MULTIPORT: sends DEVICE_READY, answers each PORT_ADD with PORT_READY as\n"
+         "Linux does, and prints what the device said of each port (name, console,\n"
+         "host side open) and the console size.",
+         make<ConsoleInfoOptions>, console_info_options},
     };
     return table;
 }

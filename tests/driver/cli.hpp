@@ -63,8 +63,12 @@ struct InputReadOptions {
     std::chrono::milliseconds timeout{10000}; // --timeout S (seconds, may be fractional)
 };
 
+struct ConsoleInfoOptions {
+    bool multiport = true; // --no-multiport: do not accept VIRTIO_CONSOLE_F_MULTIPORT
+};
+
 using CommandOptions = std::variant<BlkInfoOptions, BlkVerifyOptions, RngReadOptions,
-                                    InputInfoOptions, InputReadOptions>;
+                                    InputInfoOptions, InputReadOptions, ConsoleInfoOptions>;
 
 // What the command line asked for: a command to run, or help to print.
 struct Invocation {

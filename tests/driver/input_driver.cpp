@@ -130,35 +130,8 @@ Result<InputDriver> InputDriver::start(VhostUserDriver driver, const InputOption
     start.indirect_desc = false; // single-buffer chains only
     VL_TRY(driver.start(start));
     InputDriver input(std::move(driver), options);
-    VL_TRY(input.post_event_buffers());
+    VL_TRY(input.events_.post(input.driver_, options.event_buffers, kInputEventSize, 8));
     return input;
-}
-
-Status InputDriver::post_event_buffers()
-{
-    buffer_of_head_.assign(driver_.queue_size(), std::nullopt);
-    for (std::uint32_t i = 0; i < options_.event_buffers; ++i) {
-        VL_TRY_ASSIGN(Buffer buffer, driver_.allocate(kInputEventSize, 8));
-        const virtq::GuestBuffer writable = buffer.whole();
-        VL_TRY_ASSIGN(std::uint16_t head,
-                      driver_.add(kInputEventQueue, {}, std::span(&writable, 1)));
-        buffer_of_head_[head] = event_buffers_.size();
-        event_buffers_.push_back(std::move(buffer));
-    }
-    return driver_.kick(kInputEventQueue);
-}
-
-Status InputDriver::repost(std::uint16_t head)
-{
-    const std::size_t index = *buffer_of_head_[head];
-    buffer_of_head_[head].reset();
-    Buffer& buffer = event_buffers_[index];
-    std::memset(buffer.bytes().data(), 0, buffer.size());
-    const virtq::GuestBuffer writable = buffer.whole();
-    VL_TRY_ASSIGN(std::uint16_t new_head,
-                  driver_.add(kInputEventQueue, {}, std::span(&writable, 1)));
-    buffer_of_head_[new_head] = index;
-    return ok_status();
 }
 
 Result<std::vector<InputEvent>> InputDriver::read_events(std::size_t max_events,
@@ -176,16 +149,13 @@ Result<std::vector<InputEvent>> InputDriver::read_events(std::size_t max_events,
                 break; // no more events in time: normal for an input device
             return used.error().wrap("virtio-input event queue");
         }
-        const auto& slot = buffer_of_head_.at(used->head);
-        if (!slot) // the ring validated the head, so this is our bookkeeping
-            return Error(fmt::format("virtio-input: head {} has no event buffer", used->head),
-                         EPROTO);
         // The spec has the device fill the 8 bytes; Linux ignores the used
         // length, and so do we (an abort path may report 0 for a filler).
-        const Buffer& buffer = event_buffers_[*slot];
+        auto bytes = events_.take(driver_, *used);
+        if (!bytes)
+            return bytes.error().wrap("virtio-input event queue");
         events.push_back(decode_input_event(
-            std::span<const std::byte, kInputEventSize>(buffer.bytes().data(), kInputEventSize)));
-        VL_TRY(repost(used->head));
+            std::span<const std::byte, kInputEventSize>(bytes->data(), kInputEventSize)));
         VL_TRY(driver_.kick(kInputEventQueue));
     }
     return events;
@@ -193,19 +163,10 @@ Result<std::vector<InputEvent>> InputDriver::read_events(std::size_t max_events,
 
 Status InputDriver::send_status(const InputEvent& event)
 {
-    VL_TRY_ASSIGN(Buffer buffer, driver_.allocate(kInputEventSize, 8));
     const auto bytes = encode_input_event(event);
-    std::memcpy(buffer.bytes().data(), bytes.data(), bytes.size());
-    const virtq::GuestBuffer readable = buffer.whole();
-    VL_TRY_ASSIGN(std::uint16_t head,
-                  driver_.submit(kInputStatusQueue, std::span(&readable, 1), {}));
-    auto used = driver_.wait_used(kInputStatusQueue, options_.request_timeout);
-    if (!used)
-        return used.error().wrap("virtio-input status queue");
-    if (used->head != head)
-        return Error(fmt::format("virtio-input status queue: completed head {}, submitted {}",
-                                 used->head, head),
-                     EPROTO);
+    if (Status sent = driver_.send_and_wait(kInputStatusQueue, bytes, options_.request_timeout);
+        !sent)
+        return sent.error().wrap("virtio-input status queue");
     return ok_status();
 }
 

@@ -18,7 +18,7 @@
 
 #include "base/log.hpp"
 #include "base/result.hpp"
-#include "guest_pool.hpp"
+#include "posted_buffers.hpp"
 #include "vhost_user_driver.hpp"
 
 namespace vl::test_driver
@@ -115,14 +115,10 @@ class InputDriver
 
   private:
     InputDriver(VhostUserDriver driver, const InputOptions& options);
-    Status post_event_buffers();
-    Status repost(std::uint16_t head);
 
     VhostUserDriver driver_;
     InputOptions options_;
-    std::vector<Buffer> event_buffers_;
-    // event_buffers_ index by ring head (a head is only ever one buffer's).
-    std::vector<std::optional<std::size_t>> buffer_of_head_;
+    PostedBuffers events_{kInputEventQueue};
 };
 
 } // namespace vl::test_driver

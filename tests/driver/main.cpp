@@ -3,6 +3,7 @@
 // cli.cpp for the command line, README-like help with --help).
 #include <fmt/format.h>
 
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include "blk_driver.hpp"
 #include "blk_verify.hpp"
 #include "cli.hpp"
+#include "console_driver.hpp"
 #include "input_driver.hpp"
 #include "rng_driver.hpp"
 
@@ -293,6 +295,50 @@ int run_input_read(const cli::GlobalOptions& g, const cli::InputReadOptions& o,
     return finish(input->driver(), kExitOk);
 }
 
+// ---------------------------------------------------------------------------
+// console
+
+int run_console_info(const cli::GlobalOptions& g, const cli::ConsoleInfoOptions& o,
+                     const Logger& logger)
+{
+    ConsoleOptions options;
+    options.connect = connect_options(g);
+    options.queue_size = g.queue_size;
+    options.event_idx = g.event_idx;
+    options.multiport = o.multiport;
+    options.request_timeout = g.timeout;
+    auto console = ConsoleDriver::open(g.socket, options, logger);
+    if (!console)
+        return fail(console.error());
+    static constexpr std::array<FeatureName, 3> kNames{{
+        {VIRTIO_CONSOLE_F_SIZE, "SIZE"},
+        {VIRTIO_CONSOLE_F_MULTIPORT, "MULTIPORT"},
+        {VIRTIO_CONSOLE_F_EMERG_WRITE, "EMERG_WRITE"},
+    }};
+    print_session(console->driver(), kNames);
+    const ConsoleConfig& c = console->config();
+    fmt::print("config:              cols {} rows {} max_nr_ports {}\n", c.cols, c.rows,
+               c.max_nr_ports);
+    if (console->multiport()) {
+        if (Status up = console->bring_up(g.timeout); !up)
+            return finish(console->driver(), fail(up.error()));
+    }
+    for (std::uint32_t p = 0; p < console->port_count(); ++p) {
+        const ConsolePort& port = console->port(p);
+        std::string what = port.added ? "added" : "not added";
+        if (port.console)
+            what += ", console";
+        if (!port.name.empty())
+            what += fmt::format(", name \"{}\"", port.name);
+        if (console->multiport())
+            what += port.host_open ? ", host side open" : ", host side closed";
+        fmt::print("port {:<3}             {}\n", fmt::format("{}:", p), what);
+    }
+    if (const auto& size = console->size())
+        fmt::print("console size:        {} cols {} rows (RESIZE)\n", size->cols, size->rows);
+    return finish(console->driver(), kExitOk);
+}
+
 template <class... Ts> struct Overloaded : Ts... {
     using Ts::operator()...;
 };
@@ -309,6 +355,7 @@ int run(const cli::Invocation& inv)
             [&](const cli::RngReadOptions& o) { return run_rng_read(g, o, logger); },
             [&](const cli::InputInfoOptions& o) { return run_input_info(g, o, logger); },
             [&](const cli::InputReadOptions& o) { return run_input_read(g, o, logger); },
+            [&](const cli::ConsoleInfoOptions& o) { return run_console_info(g, o, logger); },
         },
         inv.command);
 }

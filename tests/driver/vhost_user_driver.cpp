@@ -414,6 +414,22 @@ Result<std::uint16_t> VhostUserDriver::submit(std::uint32_t queue,
     return head;
 }
 
+Status VhostUserDriver::send_and_wait(std::uint32_t queue, std::span<const std::byte> bytes,
+                                      std::chrono::milliseconds timeout)
+{
+    VL_TRY_ASSIGN(Buffer buffer, allocate(std::max<std::size_t>(bytes.size(), 1)));
+    std::copy(bytes.begin(), bytes.end(), buffer.bytes().begin());
+    const virtq::GuestBuffer readable{buffer.guest_addr(),
+                                      static_cast<std::uint32_t>(bytes.size())};
+    VL_TRY_ASSIGN(std::uint16_t head, submit(queue, std::span(&readable, 1), {}));
+    VL_TRY_ASSIGN(virtq::UsedBuffer used, wait_used(queue, timeout));
+    if (used.head != head)
+        return Error(
+            fmt::format("queue {}: completed head {}, submitted {}", queue, used.head, head),
+            EPROTO);
+    return ok_status();
+}
+
 Result<std::optional<virtq::UsedBuffer>> VhostUserDriver::poll_used(std::uint32_t queue)
 {
     VL_TRY_ASSIGN(Queue * q, queue_at(queue));

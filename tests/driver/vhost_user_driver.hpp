@@ -186,6 +186,14 @@ class VhostUserDriver
     // Signals the queue's kick eventfd if the back-end wants a kick for
     // what was added since the last check.
     Status kick(std::uint32_t queue);
+    // Copies `bytes` (at least one) into a fresh buffer, makes it available
+    // on `queue` as one device-readable descriptor and waits up to
+    // `timeout` until the device returned it: a message on a transmit or
+    // control queue, sent and waited for one at a time. EPROTO if the
+    // device returns another chain first (keep nothing else in flight on
+    // that queue).
+    Status send_and_wait(std::uint32_t queue, std::span<const std::byte> bytes,
+                         std::chrono::milliseconds timeout);
 
     // The next used buffer of `queue`, waiting up to `timeout` on the
     // queue's call eventfd. Errors: ETIMEDOUT (names the queue and how many

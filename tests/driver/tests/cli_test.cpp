@@ -56,6 +56,21 @@ TEST(Cli, DefaultsAndGlobalOptionsAfterTheCommand)
     EXPECT_EQ(std::get<InputReadOptions>(input->command).timeout, std::chrono::milliseconds(500));
 }
 
+TEST(Cli, ConsoleInfo)
+{
+    auto inv = parse_words({"-s", "/s", "console-info"});
+    ASSERT_TRUE(inv) << inv.error().message();
+    EXPECT_EQ(inv->command_name, "console-info");
+    EXPECT_TRUE(std::get<ConsoleInfoOptions>(inv->command).multiport);
+    auto single = parse_words({"-s", "/s", "console-info", "--no-multiport"});
+    ASSERT_TRUE(single) << single.error().message();
+    EXPECT_FALSE(std::get<ConsoleInfoOptions>(single->command).multiport);
+    auto help = parse_words({"console-info", "--help"});
+    ASSERT_TRUE(help && help->help);
+    EXPECT_NE(help->help->find("PORT_READY"), std::string::npos);
+    EXPECT_FALSE(parse_words({"-s", "/s", "console-info", "--no-multiport=1"}));
+}
+
 TEST(Cli, HelpNeedsNoSocket)
 {
     auto general = parse_words({"--help"});

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "blk_driver.hpp"
+#include "console_driver.hpp"
 #include "input_driver.hpp"
 #include "verify_pattern.hpp"
 
@@ -257,6 +258,46 @@ TEST(InputEncoding, DevidsAndAbsinfo)
     ASSERT_TRUE(info);
     EXPECT_EQ(info->max, 32767U);
     EXPECT_FALSE(parse_input_absinfo(std::vector<std::byte>(19)));
+}
+
+TEST(ConsoleEncoding, ControlMessagesRoundTripLittleEndian)
+{
+    const ConsoleControl name{1, VIRTIO_CONSOLE_PORT_NAME, 1, {std::byte{'a'}, std::byte{'b'}}};
+    const auto raw = encode_console_control(name);
+    EXPECT_EQ(raw, (std::vector<std::byte>{std::byte{1}, std::byte{0}, std::byte{0}, std::byte{0},
+                                           std::byte{7}, std::byte{0}, std::byte{1}, std::byte{0},
+                                           std::byte{'a'}, std::byte{'b'}}));
+    auto back = decode_console_control(raw);
+    ASSERT_TRUE(back) << back.error().message();
+    EXPECT_EQ(*back, name);
+    EXPECT_EQ(describe(*back), "PORT_NAME port 1 value 1 'ab'");
+    const ConsoleControl ready{kConsoleNoPort, VIRTIO_CONSOLE_DEVICE_READY, 1, {}};
+    EXPECT_EQ(encode_console_control(ready).size(), kConsoleControlSize);
+    EXPECT_EQ(decode_console_control(encode_console_control(ready))->id, 0xffffffffU);
+    auto short_one = decode_console_control(std::vector<std::byte>(7));
+    ASSERT_FALSE(short_one);
+    EXPECT_EQ(short_one.error().code(), EPROTO);
+    EXPECT_EQ(console_event_name(42), "event 42");
+    EXPECT_EQ(console_event_name(VIRTIO_CONSOLE_RESIZE), "RESIZE");
+}
+
+TEST(ConsoleEncoding, ConfigAndQueueNumbers)
+{
+    std::vector<std::byte> config(kConsoleConfigSize);
+    virtq::store_le16(config.data(), 132);    // cols
+    virtq::store_le16(config.data() + 2, 43); // rows
+    virtq::store_le32(config.data() + 4, 5);  // max_nr_ports
+    auto c = parse_console_config(config);
+    ASSERT_TRUE(c) << c.error().message();
+    EXPECT_EQ(c->cols, 132);
+    EXPECT_EQ(c->rows, 43);
+    EXPECT_EQ(c->max_nr_ports, 5U);
+    EXPECT_TRUE(parse_console_config(std::span(config).first(8))); // emerg_wr is optional
+    EXPECT_FALSE(parse_console_config(std::span(config).first(7)));
+    EXPECT_EQ(console_receive_queue(0), 0U);
+    EXPECT_EQ(console_transmit_queue(0), 1U);
+    EXPECT_EQ(console_receive_queue(1), 4U);
+    EXPECT_EQ(console_transmit_queue(3), 9U);
 }
 
 TEST(VerifyPattern, SectorsDescribeThemselves)

@@ -228,3 +228,25 @@ TEST(Plan, NetPairsAreRefusedAboveTheBackendsOrTheTransports)
 
 } // namespace
 } // namespace vl::adapter
+
+namespace vl::adapter
+{
+namespace
+{
+
+// The drivers that busy-wait for the device after DRIVER_OK get their rings
+// served before the adapter answers it (DeviceLink::on_status()).
+TEST(Plan, DriversThatPollTheDevice)
+{
+    constexpr std::uint64_t kNetCtrlVq = std::uint64_t{1} << 17;
+    EXPECT_TRUE(driver_polls_device(find_device_type("console")->virtio_id, 0));
+    EXPECT_TRUE(driver_polls_device(23, 0)); // virtio-iommu, through "generic"
+    EXPECT_FALSE(driver_polls_device(find_device_type("net")->virtio_id, 0));
+    EXPECT_TRUE(driver_polls_device(find_device_type("net")->virtio_id, kNetCtrlVq));
+    for (const char* name : {"blk", "input", "rng", "fs", "gpio", "sound", "vsock"})
+        EXPECT_FALSE(driver_polls_device(find_device_type(name)->virtio_id, ~std::uint64_t{0}))
+            << name;
+}
+
+} // namespace
+} // namespace vl::adapter

@@ -476,18 +476,28 @@ class HandQueue
     HandQueue(GuestRam& ram, const virtq::GuestMemory& memory, std::uint32_t index,
               std::uint64_t ring_offset, std::uint32_t size = 16,
               std::uint64_t features = kFeatureEventIdx)
-        : driver_(ram, ring_offset, size, (features & kFeatureEventIdx) != 0)
+        : driver_(ram, ring_offset, size, (features & kFeatureEventIdx) != 0), memory_(memory),
+          index_(index), size_(size), features_(features)
+    {
+        restart(0);
+    }
+
+    // The device side starts (again) at available index `avail_base`, as a
+    // back-end does after SET_VRING_BASE; the driver's ring stays as it is.
+    void restart(std::uint16_t avail_base)
     {
         virtq::QueueConfig config;
-        config.size = size;
+        config.size = size_;
         config.desc_addr = driver_.ring().desc_addr();
         config.avail_addr = driver_.ring().avail_addr();
         config.used_addr = driver_.ring().used_addr();
-        config.event_idx = (features & kFeatureEventIdx) != 0;
-        config.indirect_desc = (features & kFeatureIndirectDesc) != 0;
-        auto queue = virtq::SplitQueue::create(memory, config);
+        config.event_idx = (features_ & kFeatureEventIdx) != 0;
+        config.indirect_desc = (features_ & kFeatureIndirectDesc) != 0;
+        config.avail_base = avail_base;
+        auto queue = virtq::SplitQueue::create(memory_, config);
         EXPECT_TRUE(queue.ok()) << queue.error().message();
-        ctx_.emplace(index, std::move(queue).value(), memory, features, call_, events_,
+        ctx_.reset();
+        ctx_.emplace(index_, std::move(queue).value(), memory_, features_, call_, events_,
                      Logger("queue", LogLevel::error));
     }
 
@@ -504,6 +514,10 @@ class HandQueue
 
   private:
     DriverQueue driver_;
+    const virtq::GuestMemory& memory_;
+    std::uint32_t index_;
+    std::uint32_t size_;
+    std::uint64_t features_;
     RingSignal call_;
     RecordingEvents events_;
     std::optional<QueueContext> ctx_;

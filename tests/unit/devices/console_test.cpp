@@ -342,8 +342,7 @@ TEST_F(ConsoleQueues, HostileControlMessagesAreIgnoredAndTheDeviceGoesOn)
 
     send(0xffffffff, VIRTIO_CONSOLE_DEVICE_READY, 1);
     EXPECT_EQ(received().size(), 3U);
-    send(0xffffffff, VIRTIO_CONSOLE_DEVICE_READY, 1); // twice
-    send(3, VIRTIO_CONSOLE_PORT_READY, 1);            // ports are 0..2
+    send(3, VIRTIO_CONSOLE_PORT_READY, 1); // ports are 0..2
     send(0xffffffff, VIRTIO_CONSOLE_PORT_READY, 1);
     send(7, VIRTIO_CONSOLE_PORT_OPEN, 1);
     send(1, VIRTIO_CONSOLE_PORT_READY, 0); // the driver failed the port
@@ -352,6 +351,104 @@ TEST_F(ConsoleQueues, HostileControlMessagesAreIgnoredAndTheDeviceGoesOn)
     // Still works.
     send(2, VIRTIO_CONSOLE_PORT_READY, 1);
     EXPECT_EQ(received(), (std::vector<ControlMessage>{message(2, VIRTIO_CONSOLE_PORT_OPEN, 1)}));
+}
+
+// A second DEVICE_READY is a new driver (the Linux driver sends it once per
+// probe): the ports are announced again and what the last driver said is
+// forgotten.
+TEST_F(ConsoleQueues, DeviceReadyAgainStartsOver)
+{
+    device_ready();
+    send(0, VIRTIO_CONSOLE_PORT_READY, 1);
+    send(2, VIRTIO_CONSOLE_PORT_READY, 1);
+    send(2, VIRTIO_CONSOLE_PORT_OPEN, 1);
+    EXPECT_EQ(received().size(), 3U); // CONSOLE_PORT, PORT_OPEN 0, PORT_OPEN 2
+    send(0xffffffff, VIRTIO_CONSOLE_DEVICE_READY, 1);
+    EXPECT_EQ(received(), (std::vector<ControlMessage>{message(0, VIRTIO_CONSOLE_PORT_ADD, 1),
+                                                       message(1, VIRTIO_CONSOLE_PORT_ADD, 1),
+                                                       message(2, VIRTIO_CONSOLE_PORT_ADD, 1)}));
+    // Port 2 is told its host side again, as at first.
+    send(2, VIRTIO_CONSOLE_PORT_READY, 1);
+    EXPECT_EQ(received(), (std::vector<ControlMessage>{message(2, VIRTIO_CONSOLE_PORT_OPEN, 1)}));
+}
+
+// The front-end hands a new back-end (a restarted process) the rings of a
+// driver an earlier one set up: the control transmitq does not start at 0.
+// The new back-end announces the ports, the driver's PORT_READY answers get
+// the usual replies, the host side's state is told whatever it was before
+// (the driver may have heard another), and named ports are taken to be open
+// in the guest.
+TEST_F(ConsoleQueues, ARestartedBackEndAnnouncesThePortsAgain)
+{
+    device_ready();
+    for (std::uint32_t p = 0; p < 3; ++p)
+        send(p, VIRTIO_CONSOLE_PORT_READY, 1);
+    send(1, VIRTIO_CONSOLE_PORT_OPEN, 1);
+    (void)received();
+
+    // The old back-end is gone; a new one starts where the rings are.
+    const auto rx_base = q(kControlReceiveQueue).ctx().queue().last_avail_idx();
+    const auto tx_base = q(kControlTransmitQueue).ctx().queue().last_avail_idx();
+    ASSERT_GT(tx_base, 0U);
+    for (auto& [index, queue] : queues_)
+        device_->queue_stopped(queue->ctx());
+    device_.reset();
+    ConsoleConfig config;
+    config.ports = {PortSpec{"", HostKind::pty, ""},
+                    PortSpec{"org.test.log", HostKind::unix, dir_.file("log.sock")},
+                    PortSpec{"", HostKind::pty, ""}};
+    auto device = ConsoleDevice::create(config, Logger("console", LogLevel::error));
+    ASSERT_TRUE(device.ok()) << device.error().message();
+    device_ = std::move(*device);
+    ASSERT_TRUE(device_->set_features(kMultiport | backend::kFeatureEventIdx).ok());
+    q(kControlReceiveQueue).restart(rx_base);
+    ASSERT_TRUE(device_->queue_started(q(kControlReceiveQueue).ctx()).ok());
+    q(kControlTransmitQueue).restart(tx_base);
+    ASSERT_TRUE(device_->queue_started(q(kControlTransmitQueue).ctx()).ok());
+    offer_control(8);
+
+    EXPECT_EQ(received(), (std::vector<ControlMessage>{message(0, VIRTIO_CONSOLE_PORT_ADD, 1),
+                                                       message(1, VIRTIO_CONSOLE_PORT_ADD, 1),
+                                                       message(2, VIRTIO_CONSOLE_PORT_ADD, 1)}));
+    // The Linux driver answers PORT_ADD of a port it has with PORT_READY.
+    send(0, VIRTIO_CONSOLE_PORT_READY, 1);
+    EXPECT_EQ(received(), (std::vector<ControlMessage>{message(0, VIRTIO_CONSOLE_CONSOLE_PORT, 1),
+                                                       message(0, VIRTIO_CONSOLE_PORT_OPEN, 1)}));
+    // Port 1's client went with the old back-end: the driver hears so.
+    send(1, VIRTIO_CONSOLE_PORT_READY, 1);
+    EXPECT_EQ(received(),
+              (std::vector<ControlMessage>{message(1, VIRTIO_CONSOLE_PORT_NAME, 1, "org.test.log"),
+                                           message(1, VIRTIO_CONSOLE_PORT_OPEN, 0)}));
+    send(2, VIRTIO_CONSOLE_PORT_READY, 1);
+    EXPECT_EQ(received(), (std::vector<ControlMessage>{message(2, VIRTIO_CONSOLE_PORT_OPEN, 1)}));
+
+    // Port 1 counts as open in the guest: a new client's bytes go through
+    // without waiting for a PORT_OPEN the driver will not send again.
+    const std::uint64_t addr = offer_receive(1);
+    ASSERT_TRUE(device_->process_queue(q(4).ctx()).ok());
+    UniqueFd client = connect_client(dir_.file("log.sock"));
+    ASSERT_TRUE(device_->handle_event(q(4).ctx(), ConsoleDevice::kAcceptToken).ok());
+    EXPECT_EQ(received(), (std::vector<ControlMessage>{message(1, VIRTIO_CONSOLE_PORT_OPEN, 1)}));
+    ASSERT_EQ(::write(client.get(), "again", 5), 5);
+    ASSERT_TRUE(backend::test::readable_within(device_->host(1).wait_fd(), 5s));
+    ASSERT_TRUE(device_->handle_event(q(4).ctx(), ConsoleDevice::kHostInputToken).ok());
+    auto used = q(4).used();
+    ASSERT_TRUE(used.has_value());
+    EXPECT_EQ(text_of(at(addr, used->len)), "again");
+}
+
+// After a reset the front-end starts the rings at 0 again: a new driver,
+// whose DEVICE_READY is what counts (nothing is announced before it).
+TEST_F(ConsoleQueues, ControlQueueFromZeroIsANewDriver)
+{
+    device_ready();
+    send(0, VIRTIO_CONSOLE_PORT_READY, 1);
+    EXPECT_EQ(device_->outbox_size(), 2U); // CONSOLE_PORT, PORT_OPEN: for the old driver
+    auto fresh = std::make_unique<HandQueue>(ram_, memory_, kControlTransmitQueue, 0x40000);
+    ASSERT_TRUE(device_->queue_started(fresh->ctx()).ok());
+    EXPECT_EQ(device_->outbox_size(), 0U);
+    send(0xffffffff, VIRTIO_CONSOLE_DEVICE_READY, 1);
+    EXPECT_EQ(received().size(), 3U);
 }
 
 TEST_F(ConsoleQueues, TooSmallControlBufferDropsTheMessageNotTheQueue)
