@@ -238,7 +238,6 @@ namespace
 // served before the adapter answers it (DeviceLink::on_status()).
 TEST(Plan, DriversThatPollTheDevice)
 {
-    constexpr std::uint64_t kNetCtrlVq = std::uint64_t{1} << 17;
     EXPECT_TRUE(driver_polls_device(find_device_type("console")->virtio_id, 0));
     EXPECT_TRUE(driver_polls_device(23, 0)); // virtio-iommu, through "generic"
     EXPECT_FALSE(driver_polls_device(find_device_type("net")->virtio_id, 0));
