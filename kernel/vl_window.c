@@ -417,6 +417,26 @@ bool vl_window_is_mapped(struct vl_window *win, u64 iova)
 }
 
 /*
+ * The mapping that contains [iova, iova + size): the driver's address
+ * matching iova. False if there is none.
+ */
+static bool vl_dma_lookup(struct vl_window *win, dma_addr_t iova, size_t size,
+			  phys_addr_t *orig)
+{
+	struct vl_slot *head = vl_mapping_at(win, iova);
+	dma_addr_t start;
+
+	if (!head || !size)
+		return false;
+	start = vl_mapping_iova(win, head);
+	if (iova < start || size > head->size ||
+	    iova - start > head->size - size)
+		return false;
+	*orig = head->orig + (iova - start);
+	return true;
+}
+
+/*
  * Copies len bytes of the driver's own buffer behind the streaming mapping
  * at iova (not the window's copy, which user space may have rewritten):
  * how the kernel reads an indirect descriptor table. False if [iova,
@@ -425,16 +445,10 @@ bool vl_window_is_mapped(struct vl_window *win, u64 iova)
 bool vl_window_read_driver(struct vl_window *win, u64 iova, void *buf,
 			   size_t len)
 {
-	struct vl_slot *head = vl_mapping_at(win, iova);
-	dma_addr_t start;
 	phys_addr_t orig;
 
-	if (!head || !len)
+	if (!vl_dma_lookup(win, iova, len, &orig))
 		return false;
-	start = vl_mapping_iova(win, head);
-	if (iova < start || len > head->size || iova - start > head->size - len)
-		return false;
-	orig = head->orig + (iova - start);
 	while (len) {
 		size_t chunk = min_t(size_t, len,
 				     PAGE_SIZE - offset_in_page(orig));
@@ -1262,26 +1276,6 @@ static dma_addr_t vl_dma_map_page(struct device *dev, struct page *page,
 
 	atomic_long_add(ktime_get_ns() - start, &win->stats.dma_ns);
 	return iova;
-}
-
-/*
- * The mapping that contains [iova, iova + size): the driver's address
- * matching iova. False if there is none.
- */
-static bool vl_dma_lookup(struct vl_window *win, dma_addr_t iova, size_t size,
-			  phys_addr_t *orig)
-{
-	struct vl_slot *head = vl_mapping_at(win, iova);
-	dma_addr_t start;
-
-	if (!head || !size)
-		return false;
-	start = vl_mapping_iova(win, head);
-	if (iova < start || size > head->size ||
-	    iova - start > head->size - size)
-		return false;
-	*orig = head->orig + (iova - start);
-	return true;
 }
 
 /*
